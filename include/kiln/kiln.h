@@ -1,0 +1,11 @@
+// kiln/kiln.h — everything a program needs to build and train models with kiln.
+#pragma once
+
+#include "kiln/autograd.h"
+#include "kiln/cuda.h"
+#include "kiln/device.h"
+#include "kiln/dtype.h"
+#include "kiln/error.h"
+#include "kiln/ops.h"
+#include "kiln/random.h"
+#include "kiln/tensor.h"

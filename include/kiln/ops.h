@@ -1,0 +1,56 @@
+// kiln/ops.h — differentiable operations. Each checks its arguments (shapes, dtypes, devices,
+// naming both operands on a mismatch), then dispatches to the CPU or CUDA twin by the inputs'
+// device, and records an autograd node when an input requires grad.
+//
+// All inputs of one op must live on the same device. Float ops take float32.
+#pragma once
+
+#include <cstdint>
+
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+// ---- linear algebra ---------------------------------------------------------------------------
+// [M, K] x [K, N] -> [M, N]
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x [N, in], weight [out, in] (PyTorch layout), bias [out] or undefined -> x weight^T + bias: [N, out]
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// Adds bias [C] along dim 1 of x [N, C, ...].
+Tensor bias_add(const Tensor& x, const Tensor& bias);
+
+// ---- elementwise ------------------------------------------------------------------------------
+Tensor add(const Tensor& a, const Tensor& b);  // same shapes
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, float s);
+Tensor relu(const Tensor& x);
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator*(const Tensor& a, float s) { return scale(a, s); }
+inline Tensor operator*(float s, const Tensor& a) { return scale(a, s); }
+
+// ---- reductions -------------------------------------------------------------------------------
+Tensor sum(const Tensor& x);                    // all elements -> scalar (shape [])
+Tensor sum(const Tensor& x, std::int64_t axis); // removes `axis` (negative counts from the end)
+Tensor mean(const Tensor& x);
+Tensor mean(const Tensor& x, std::int64_t axis);
+
+// ---- classification ---------------------------------------------------------------------------
+// Row-wise log-softmax of x [N, C], numerically stable.
+Tensor log_softmax(const Tensor& x);
+// Mean over the batch of -log softmax(logits)[label]; logits [N, C] float32, labels [N] int32/int64
+// in [0, C). Fused and stable (log-sum-exp); backward is (softmax - onehot) / N.
+// CPU: a label out of range throws. CUDA: it yields a NaN loss (checking would need a host sync).
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
+// Index of the largest element of each row of x [N, C] -> int64 [N].
+Tensor argmax(const Tensor& x);
+// Number of rows whose argmax equals the label -> int64 scalar on the inputs' device (no sync).
+Tensor count_correct(const Tensor& logits, const Tensor& labels);
+
+// ---- in-place updates (no autograd) -----------------------------------------------------------
+void fill_(Tensor& x, float value);
+void axpy_(float alpha, const Tensor& x, Tensor& y);  // y += alpha * x
+
+}  // namespace kiln

@@ -1,0 +1,60 @@
+// CUDA twins of the random fills: uniform and normal from the shared Philox counter RNG
+// (kiln/random.h). Element i uses counter offset + i, exactly like the CPU twin, so both devices
+// produce the same numbers. The affine step uses explicitly rounded float ops (__fmul_rn,
+// __fadd_rn) so nvcc cannot fuse it into an FMA and change the last bit.
+#include <cstdint>
+
+#include "backend/backend.h"
+#include "cuda/runtime.h"
+#include "kiln/random.h"
+
+namespace {
+
+using kiln::Tensor;
+using std::int64_t;
+using std::uint64_t;
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ int64_t global_tid() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
+// y[i] = lo + (hi - lo) * uniform(seed, offset + i); span = hi - lo, computed on the host in float.
+__global__ void uniform_kernel(float* y, int64_t n, uint64_t seed, uint64_t offset, float lo, float span) {
+  for (int64_t i = global_tid(); i < n; i += grid_stride()) {
+    const float u = kiln::philox::uniform(seed, offset + static_cast<uint64_t>(i));
+    y[i] = __fadd_rn(lo, __fmul_rn(span, u));
+  }
+}
+
+// y[i] = mean + stddev * normal(seed, offset + i)
+__global__ void normal_kernel(float* y, int64_t n, uint64_t seed, uint64_t offset, float mean, float stddev) {
+  for (int64_t i = global_tid(); i < n; i += grid_stride()) {
+    const float z = kiln::philox::normal(seed, offset + static_cast<uint64_t>(i));
+    y[i] = __fadd_rn(mean, __fmul_rn(stddev, z));
+  }
+}
+
+}  // namespace
+
+namespace kiln::cuda {
+
+void uniform(Tensor& y, std::uint64_t seed, std::uint64_t offset, float lo, float hi) {
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_stream(y.device().index);
+  uniform_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(y.data<float>(), n, seed, offset, lo, hi - lo);
+  KILN_CUDA_LAUNCH_CHECK("uniform_kernel");
+}
+
+void normal(Tensor& y, std::uint64_t seed, std::uint64_t offset, float mean, float stddev) {
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_stream(y.device().index);
+  normal_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(y.data<float>(), n, seed, offset, mean, stddev);
+  KILN_CUDA_LAUNCH_CHECK("normal_kernel");
+}
+
+}  // namespace kiln::cuda

@@ -1,0 +1,181 @@
+// CUDA twins of the reductions: sum_all, sum_axis and broadcast_axis (the backward of a sum).
+// Every reduction is deterministic: a fixed launch geometry (a function of the sizes only) and
+// fixed-order warp-shuffle / shared-memory trees, no float atomics.
+#include <cstdint>
+
+#include "backend/backend.h"
+#include "cuda/runtime.h"
+
+namespace {
+
+using kiln::DType;
+using kiln::Tensor;
+using std::int64_t;
+
+constexpr int kThreads = 256;      // elementwise and partial-sum blocks
+constexpr int kRowThreads = 512;   // block-per-row reductions
+constexpr int kMaxPartials = 1024; // sum_all: at most this many blocks in the first pass
+
+__device__ __forceinline__ int64_t global_tid() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32); valid in every thread. `smem` holds 33 floats;
+// the trailing barrier lets the caller reuse it at once.
+__device__ float block_sum(float v, float* smem) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int nwarps = blockDim.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < nwarps ? smem[lane] : 0.0f;
+    w = warp_sum(w);
+    if (lane == 0) smem[32] = w;
+  }
+  __syncthreads();
+  const float r = smem[32];
+  __syncthreads();
+  return r;
+}
+
+// ---- sum_all ---------------------------------------------------------------------------------------
+// Each block sums a grid-strided share of x and writes one partial: out[blockIdx.x].
+// Run with one block it writes the total.
+__global__ void sum_partial_kernel(const float* x, int64_t n, float* out) {
+  __shared__ float smem[33];
+  float acc = 0.0f;
+  for (int64_t i = global_tid(); i < n; i += grid_stride()) acc += x[i];
+  acc = block_sum(acc, smem);
+  if (threadIdx.x == 0) out[blockIdx.x] = acc;
+}
+
+// ---- sum_axis ----------------------------------------------------------------------------------------
+// inner == 1, short rows: one warp per row of n (8 rows per 256-thread block).
+__global__ void sum_rows_warp_kernel(const float* x, float* y, int64_t outer, int64_t n) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps_per_block = blockDim.x >> 5;
+  for (int64_t r = blockIdx.x * warps_per_block + (threadIdx.x >> 5); r < outer;
+       r += static_cast<int64_t>(gridDim.x) * warps_per_block) {  // uniform across the warp
+    const float* xr = x + r * n;
+    float acc = 0.0f;
+    for (int64_t k = lane; k < n; k += 32) acc += xr[k];
+    acc = warp_sum(acc);
+    if (lane == 0) y[r] = acc;
+  }
+}
+
+// inner == 1, long rows: one block per row.
+__global__ void sum_rows_block_kernel(const float* x, float* y, int64_t outer, int64_t n) {
+  __shared__ float smem[33];
+  for (int64_t r = blockIdx.x; r < outer; r += gridDim.x) {  // uniform across the block
+    const float* xr = x + r * n;
+    float acc = 0.0f;
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += xr[k];
+    acc = block_sum(acc, smem);
+    if (threadIdx.x == 0) y[r] = acc;
+  }
+}
+
+// inner > 1: one thread per output (o, i), walking k; reads are coalesced across i.
+__global__ void sum_strided_kernel(const float* x, float* y, int64_t outer, int64_t n, int64_t inner) {
+  const int64_t total = outer * inner;
+  for (int64_t j = global_tid(); j < total; j += grid_stride()) {
+    const int64_t o = j / inner;
+    const int64_t i = j - o * inner;
+    const float* p = x + o * n * inner + i;
+    float acc = 0.0f;
+    for (int64_t k = 0; k < n; ++k) acc += p[k * inner];
+    y[j] = acc;
+  }
+}
+
+// ---- broadcast_axis ----------------------------------------------------------------------------------
+__global__ void broadcast_axis_kernel(const float* dy, float s, float* dx, int64_t total, int64_t n,
+                                      int64_t inner) {
+  const int64_t n_inner = n * inner;
+  for (int64_t j = global_tid(); j < total; j += grid_stride()) {
+    const int64_t o = j / n_inner;
+    const int64_t i = j - (j / inner) * inner;
+    dx[j] = s * dy[o * inner + i];
+  }
+}
+
+unsigned capped_grid(int64_t blocks) {
+  const int64_t cap = 65535LL * 8;
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > cap ? cap : blocks));
+}
+
+}  // namespace
+
+namespace kiln::cuda {
+
+void sum_all(const Tensor& x, Tensor& y) {
+  KILN_CHECK(y.numel() == 1, "sum_all: the output must have one element, got ", y.str());
+  const int64_t n = x.numel();
+  const float* xp = x.data<float>();
+  float* yp = y.data<float>();
+  cudaStream_t stream = current_stream(y.device().index);
+  // The number of partials depends on n only, so the summation order (and the result) is the
+  // same on every run. An empty x still launches once and writes 0.
+  int64_t blocks = (n + kThreads * 4 - 1) / (kThreads * 4);
+  if (blocks < 1) blocks = 1;
+  if (blocks > kMaxPartials) blocks = kMaxPartials;
+  if (blocks == 1) {
+    sum_partial_kernel<<<1, kThreads, 0, stream>>>(xp, n, yp);
+    KILN_CUDA_LAUNCH_CHECK("sum_partial_kernel");
+    return;
+  }
+  // Scratch from the caching allocator on this stream: it is released (for reuse in stream order)
+  // when `partials` goes out of scope, after both launches are queued.
+  Tensor partials = Tensor::empty({blocks}, DType::Float32, y.device());
+  float* pp = partials.data<float>();
+  sum_partial_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(xp, n, pp);
+  KILN_CUDA_LAUNCH_CHECK("sum_partial_kernel");
+  sum_partial_kernel<<<1, kMaxPartials, 0, stream>>>(pp, blocks, yp);
+  KILN_CUDA_LAUNCH_CHECK("sum_partial_kernel (final)");
+}
+
+void sum_axis(const Tensor& x, std::int64_t outer, std::int64_t n, std::int64_t inner, Tensor& y) {
+  const int64_t total = outer * inner;
+  KILN_CHECK(y.numel() == total && x.numel() == outer * n * inner, "sum_axis: size mismatch (", x.str(),
+             " as [", outer, ", ", n, ", ", inner, "] into ", y.str(), ")");
+  if (total == 0) return;
+  const float* xp = x.data<float>();
+  float* yp = y.data<float>();
+  cudaStream_t stream = current_stream(y.device().index);
+  // n == 0 still launches: the sums are 0.
+  if (inner == 1) {
+    if (n <= 1024) {
+      const int64_t rows_per_block = kThreads / 32;
+      sum_rows_warp_kernel<<<capped_grid((outer + rows_per_block - 1) / rows_per_block), kThreads, 0, stream>>>(
+          xp, yp, outer, n);
+      KILN_CUDA_LAUNCH_CHECK("sum_rows_warp_kernel");
+    } else {
+      sum_rows_block_kernel<<<capped_grid(outer), kRowThreads, 0, stream>>>(xp, yp, outer, n);
+      KILN_CUDA_LAUNCH_CHECK("sum_rows_block_kernel");
+    }
+  } else {
+    sum_strided_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(xp, yp, outer, n, inner);
+    KILN_CUDA_LAUNCH_CHECK("sum_strided_kernel");
+  }
+}
+
+void broadcast_axis(const Tensor& dy, float s, std::int64_t outer, std::int64_t n, std::int64_t inner, Tensor& dx) {
+  const int64_t total = outer * n * inner;
+  KILN_CHECK(dx.numel() == total && dy.numel() == outer * inner, "broadcast_axis: size mismatch (", dy.str(),
+             " to ", dx.str(), " as [", outer, ", ", n, ", ", inner, "])");
+  if (total == 0) return;
+  cudaStream_t stream = current_stream(dx.device().index);
+  broadcast_axis_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(dy.data<float>(), s, dx.data<float>(),
+                                                                            total, n, inner);
+  KILN_CUDA_LAUNCH_CHECK("broadcast_axis_kernel");
+}
+
+}  // namespace kiln::cuda

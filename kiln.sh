@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# kiln.sh — one entry point for newcomers: installs what kiln needs, builds it, and runs it.
+#
+#   ./kiln.sh test            install deps, build, run the test suite (GPU tests skip without a GPU)
+#   ./kiln.sh build           install deps and build only
+#   ./kiln.sh info            build, then print build options, devices and library versions
+#
+# Environment:
+#   KILN_CUDA=AUTO|ON|OFF     build the CUDA backend (default AUTO: when nvcc is found)
+#   KILN_CUDA_ARCHS="75;90"   CUDA architectures to build (default: T4 … H100 plus PTX)
+#   KILN_BUILD_DIR=DIR        build folder (default build, or build-cpu when KILN_CUDA=OFF)
+#   KILN_JOBS=N               parallel build jobs (default: all cores)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+KILN_CUDA=${KILN_CUDA:-AUTO}
+if [[ "$KILN_CUDA" == OFF ]]; then default_dir=build-cpu; else default_dir=build; fi
+BUILD_DIR=${KILN_BUILD_DIR:-$default_dir}
+JOBS=${KILN_JOBS:-$(nproc)}
+
+say() { printf '\033[1mkiln:\033[0m %s\n' "$*" >&2; }
+die() { printf 'kiln: error: %s\n' "$*" >&2; exit 1; }
+
+install_deps() {
+  local pkgs=(cmake g++ make libgtest-dev libopenblas-dev libcli11-dev zlib1g-dev)
+  local missing=()
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [[ ${#missing[@]} -eq 0 ]] && return
+  command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get: install them by hand"
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo=sudo
+  say "installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+build() {
+  install_deps
+  local args=(-DKILN_CUDA="$KILN_CUDA" -DCMAKE_BUILD_TYPE=Release)
+  if [[ "$KILN_CUDA" != OFF ]] && ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+    export CUDACXX=/usr/local/cuda/bin/nvcc
+  fi
+  [[ -n "${KILN_CUDA_ARCHS:-}" ]] && args+=(-DCMAKE_CUDA_ARCHITECTURES="$KILN_CUDA_ARCHS")
+  say "configuring $BUILD_DIR (KILN_CUDA=$KILN_CUDA)"
+  cmake -S . -B "$BUILD_DIR" "${args[@]}" >/dev/null
+  say "building with $JOBS jobs"
+  cmake --build "$BUILD_DIR" -j "$JOBS"
+}
+
+cmd=${1:-help}
+shift || true
+case "$cmd" in
+  build) build ;;
+  test)
+    build
+    say "running the tests"
+    (cd "$BUILD_DIR" && ctest --output-on-failure -j "$JOBS" "$@")
+    ;;
+  info)
+    build >/dev/null
+    "$BUILD_DIR/kiln" info
+    ;;
+  help|-h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown command '$cmd' (try ./kiln.sh help)" ;;
+esac

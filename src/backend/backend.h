@@ -1,0 +1,16 @@
+// The CPU and CUDA twins of every kernel, declared from one list (twins.inc). See ARCHITECTURE.md.
+#pragma once
+
+#include <cstdint>
+
+#include "kiln/tensor.h"
+
+namespace kiln::cpu {
+#include "backend/twins.inc"
+}  // namespace kiln::cpu
+
+#if defined(KILN_WITH_CUDA)
+namespace kiln::cuda {
+#include "backend/twins.inc"
+}  // namespace kiln::cuda
+#endif

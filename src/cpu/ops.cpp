@@ -1,0 +1,257 @@
+// CPU twins of the kernels in backend/twins.inc: the reference for correctness and the fallback
+// backend. Reductions accumulate in double; loops over large tensors use OpenMP with static
+// scheduling, so results are deterministic for a given thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "backend/backend.h"
+#include "kiln/random.h"
+
+namespace kiln::cpu {
+
+namespace {
+using i64 = std::int64_t;
+constexpr i64 kParallelMin = 1 << 15;  // below this, threads cost more than they save
+
+template <class T>
+void fill_typed(Tensor& y, T v) {
+  T* p = y.data<T>();
+  std::fill(p, p + y.numel(), v);
+}
+
+// Calls f(row, label) for every row, for int32 or int64 labels.
+template <class F>
+void for_labels(const Tensor& labels, F&& f) {
+  const i64 n = labels.numel();
+  if (labels.dtype() == DType::Int32) {
+    const std::int32_t* l = labels.data<std::int32_t>();
+    for (i64 i = 0; i < n; ++i) f(i, static_cast<i64>(l[i]));
+  } else {
+    const std::int64_t* l = labels.data<std::int64_t>();
+    for (i64 i = 0; i < n; ++i) f(i, l[i]);
+  }
+}
+
+double row_logsumexp(const float* x, i64 C) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (i64 c = 0; c < C; ++c) m = std::max(m, x[c]);
+  if (std::isinf(m)) return m;  // all -inf (or +inf present): the sum below would be NaN
+  double s = 0.0;
+  for (i64 c = 0; c < C; ++c) s += std::exp(static_cast<double>(x[c]) - m);
+  return m + std::log(s);
+}
+}  // namespace
+
+// ---- fill and random ---------------------------------------------------------------------------------
+void fill(Tensor& y, float value) {
+  switch (y.dtype()) {
+    case DType::Float32: fill_typed<float>(y, value); break;
+    case DType::Int32: fill_typed<std::int32_t>(y, static_cast<std::int32_t>(value)); break;
+    case DType::Int64: fill_typed<std::int64_t>(y, static_cast<std::int64_t>(value)); break;
+    case DType::UInt8: fill_typed<std::uint8_t>(y, static_cast<std::uint8_t>(value)); break;
+    default: KILN_FAIL("fill: unsupported dtype ", dtype_name(y.dtype()));
+  }
+}
+
+void uniform(Tensor& y, std::uint64_t seed, std::uint64_t offset, float lo, float hi) {
+  float* p = y.data<float>();
+  const i64 n = y.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) p[i] = lo + (hi - lo) * philox::uniform(seed, offset + static_cast<std::uint64_t>(i));
+}
+
+void normal(Tensor& y, std::uint64_t seed, std::uint64_t offset, float mean, float std) {
+  float* p = y.data<float>();
+  const i64 n = y.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) p[i] = mean + std * philox::normal(seed, offset + static_cast<std::uint64_t>(i));
+}
+
+// ---- elementwise -------------------------------------------------------------------------------------
+void add(float alpha, const Tensor& a, float beta, const Tensor& b, Tensor& y) {
+  const float *pa = a.data<float>(), *pb = b.data<float>();
+  float* py = y.data<float>();
+  const i64 n = y.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) py[i] = alpha * pa[i] + beta * pb[i];
+}
+
+void mul(const Tensor& a, const Tensor& b, Tensor& y) {
+  const float *pa = a.data<float>(), *pb = b.data<float>();
+  float* py = y.data<float>();
+  const i64 n = y.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) py[i] = pa[i] * pb[i];
+}
+
+void scale(const Tensor& x, float s, Tensor& y) {
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  const i64 n = y.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) py[i] = s * px[i];
+}
+
+void axpy(float alpha, const Tensor& x, Tensor& y) {
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  const i64 n = y.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) py[i] += alpha * px[i];
+}
+
+void relu(const Tensor& x, Tensor& y) {
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  const i64 n = y.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) py[i] = px[i] < 0.0f ? 0.0f : px[i];  // NaN stays NaN (divergence must show)
+}
+
+void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  const float *py = y.data<float>(), *pdy = dy.data<float>();
+  float* pdx = dx.data<float>();
+  const i64 n = dx.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) pdx[i] = py[i] > 0.0f ? pdy[i] : 0.0f;
+}
+
+void bias_add(const Tensor& x, const Tensor& bias, Tensor& y) {
+  const i64 C = bias.numel(), outer = x.size(0), inner = x.numel() / std::max<i64>(outer * C, 1);
+  const float *px = x.data<float>(), *pb = bias.data<float>();
+  float* py = y.data<float>();
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
+  for (i64 oc = 0; oc < outer * C; ++oc) {
+    const float b = pb[oc % C];
+    const float* xi = px + oc * inner;
+    float* yi = py + oc * inner;
+    for (i64 i = 0; i < inner; ++i) yi[i] = xi[i] + b;
+  }
+}
+
+void bias_grad(const Tensor& dy, Tensor& dbias) {
+  const i64 C = dbias.numel(), outer = dy.size(0), inner = dy.numel() / std::max<i64>(outer * C, 1);
+  const float* pdy = dy.data<float>();
+  float* pdb = dbias.data<float>();
+#pragma omp parallel for schedule(static) if (dy.numel() > kParallelMin)
+  for (i64 c = 0; c < C; ++c) {
+    double s = 0.0;
+    for (i64 o = 0; o < outer; ++o) {
+      const float* row = pdy + (o * C + c) * inner;
+      for (i64 i = 0; i < inner; ++i) s += row[i];
+    }
+    pdb[c] = static_cast<float>(s);
+  }
+}
+
+// ---- reductions --------------------------------------------------------------------------------------
+void sum_all(const Tensor& x, Tensor& y) {
+  const float* px = x.data<float>();
+  const i64 n = x.numel();
+  double s = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : s) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) s += px[i];
+  *y.data<float>() = static_cast<float>(s);
+}
+
+void sum_axis(const Tensor& x, i64 outer, i64 n, i64 inner, Tensor& y) {
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
+  for (i64 o = 0; o < outer; ++o) {
+    for (i64 i = 0; i < inner; ++i) {
+      double s = 0.0;
+      for (i64 k = 0; k < n; ++k) s += px[(o * n + k) * inner + i];
+      py[o * inner + i] = static_cast<float>(s);
+    }
+  }
+}
+
+void broadcast_axis(const Tensor& dy, float s, i64 outer, i64 n, i64 inner, Tensor& dx) {
+  const float* pdy = dy.data<float>();
+  float* pdx = dx.data<float>();
+#pragma omp parallel for schedule(static) if (dx.numel() > kParallelMin)
+  for (i64 o = 0; o < outer; ++o)
+    for (i64 k = 0; k < n; ++k)
+      for (i64 i = 0; i < inner; ++i) pdx[(o * n + k) * inner + i] = s * pdy[o * inner + i];
+}
+
+// ---- classification ----------------------------------------------------------------------------------
+void log_softmax(const Tensor& x, Tensor& y) {
+  const i64 N = x.size(0), C = x.size(1);
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
+  for (i64 r = 0; r < N; ++r) {
+    const double lse = row_logsumexp(px + r * C, C);
+    for (i64 c = 0; c < C; ++c) py[r * C + c] = static_cast<float>(px[r * C + c] - lse);
+  }
+}
+
+void log_softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  const i64 N = y.size(0), C = y.size(1);
+  const float *py = y.data<float>(), *pdy = dy.data<float>();
+  float* pdx = dx.data<float>();
+#pragma omp parallel for schedule(static) if (y.numel() > kParallelMin)
+  for (i64 r = 0; r < N; ++r) {
+    double s = 0.0;
+    for (i64 c = 0; c < C; ++c) s += pdy[r * C + c];
+    for (i64 c = 0; c < C; ++c)
+      pdx[r * C + c] = static_cast<float>(pdy[r * C + c] - std::exp(static_cast<double>(py[r * C + c])) * s);
+  }
+}
+
+void softmax_xent(const Tensor& logits, const Tensor& labels, Tensor& losses, Tensor& lse) {
+  const i64 C = logits.size(1);
+  const float* px = logits.data<float>();
+  float *pl = losses.data<float>(), *plse = lse.data<float>();
+  for_labels(labels, [&](i64 r, i64 label) {
+    KILN_CHECK(label >= 0 && label < C, "cross_entropy: label ", label, " of row ", r, " is outside [0, ", C, ")");
+    const double m = row_logsumexp(px + r * C, C);
+    plse[r] = static_cast<float>(m);
+    pl[r] = static_cast<float>(m - px[r * C + label]);
+  });
+}
+
+void softmax_xent_backward(const Tensor& logits, const Tensor& labels, const Tensor& lse, const Tensor& dloss,
+                           float s, Tensor& dlogits) {
+  const i64 C = logits.size(1);
+  const float *px = logits.data<float>(), *plse = lse.data<float>();
+  float* pd = dlogits.data<float>();
+  const double g = static_cast<double>(*dloss.data<float>()) * s;
+  for_labels(labels, [&](i64 r, i64 label) {
+    for (i64 c = 0; c < C; ++c) {
+      const double p = std::exp(static_cast<double>(px[r * C + c]) - plse[r]);
+      pd[r * C + c] = static_cast<float>((p - (c == label ? 1.0 : 0.0)) * g);
+    }
+  });
+}
+
+// NaN counts as the largest value; ties go to the lowest index (the CUDA twin agrees).
+void argmax(const Tensor& x, Tensor& index) {
+  const i64 N = x.size(0), C = x.size(1);
+  const float* px = x.data<float>();
+  std::int64_t* pi = index.data<std::int64_t>();
+  for (i64 r = 0; r < N; ++r) {
+    i64 best = 0;
+    for (i64 c = 1; c < C; ++c) {
+      const float v = px[r * C + c], b = px[r * C + best];
+      if (std::isnan(b)) break;
+      if (std::isnan(v) || v > b) best = c;
+    }
+    pi[r] = best;
+  }
+}
+
+void count_correct(const Tensor& logits, const Tensor& labels, Tensor& count) {
+  Tensor index = Tensor::empty({logits.size(0)}, DType::Int64);
+  argmax(logits, index);
+  const std::int64_t* pi = index.data<std::int64_t>();
+  std::int64_t n = 0;
+  for_labels(labels, [&](i64 r, i64 label) { n += pi[r] == label ? 1 : 0; });
+  *count.data<std::int64_t>() = n;
+}
+
+}  // namespace kiln::cpu
