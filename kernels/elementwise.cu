@@ -111,8 +111,8 @@ struct AxpyOp {  // (x, y) -> y + alpha x
   float alpha;
   __device__ float operator()(float x, float y) const { return y + alpha * x; }
 };
-struct ReluOp {  // NaN -> 0 (the comparison is false), as "y > 0 ? y : 0"
-  __device__ float operator()(float x) const { return x > 0.0f ? x : 0.0f; }
+struct ReluOp {  // NaN stays NaN (divergence must show), as in the CPU twin
+  __device__ float operator()(float x) const { return x < 0.0f ? 0.0f : x; }
 };
 struct ReluBackwardOp {  // (y, dy) -> dy where y > 0
   __device__ float operator()(float y, float dy) const { return y > 0.0f ? dy : 0.0f; }
@@ -128,43 +128,44 @@ __global__ void bias_add_kernel(const float* x, const float* bias, float* y, int
   }
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+// Sums accumulate in double, like the CPU twin (these kernels are memory-bound either way).
+__device__ __forceinline__ double warp_sum(double v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32); the result is valid in every thread. `smem`
-// holds 33 floats; the trailing barrier lets the caller reuse it at once.
-__device__ float block_sum(float v, float* smem) {
+// Sum over the block (blockDim.x a multiple of 32) in a fixed order; the result is valid in every
+// thread. `smem` holds 33 doubles; the trailing barrier lets the caller reuse it at once.
+__device__ double block_sum(double v, double* smem) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int nwarps = blockDim.x >> 5;
   v = warp_sum(v);
   if (lane == 0) smem[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    float w = lane < nwarps ? smem[lane] : 0.0f;
+    double w = lane < nwarps ? smem[lane] : 0.0;
     w = warp_sum(w);
     if (lane == 0) smem[32] = w;
   }
   __syncthreads();
-  const float r = smem[32];
+  const double r = smem[32];
   __syncthreads();
   return r;
 }
 
 // General layout: one block per channel, reducing over the outer*inner elements of that channel.
 __global__ void bias_grad_kernel(const float* dy, float* dbias, int64_t outer, int64_t C, int64_t inner) {
-  __shared__ float smem[33];
+  __shared__ double smem[33];
   const int64_t total = outer * inner;
   for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {  // uniform across the block
-    float acc = 0.0f;
+    double acc = 0.0;
     for (int64_t k = threadIdx.x; k < total; k += blockDim.x) {
       const int64_t o = k / inner;
       const int64_t i = k - o * inner;
       acc += dy[(o * C + c) * inner + i];
     }
     acc = block_sum(acc, smem);
-    if (threadIdx.x == 0) dbias[c] = acc;
+    if (threadIdx.x == 0) dbias[c] = static_cast<float>(acc);
   }
 }
 
@@ -173,18 +174,18 @@ __global__ void bias_grad_kernel(const float* dy, float* dbias, int64_t outer, i
 // partials of each column are added in a fixed order.
 constexpr int kColRows = 8;
 __global__ void bias_grad_cols_kernel(const float* dy, float* dbias, int64_t rows, int64_t C) {
-  __shared__ float part[kColRows][33];
+  __shared__ double part[kColRows][33];
   for (int64_t c0 = static_cast<int64_t>(blockIdx.x) * 32; c0 < C; c0 += static_cast<int64_t>(gridDim.x) * 32) {
     const int64_t c = c0 + threadIdx.x;
-    float acc = 0.0f;
+    double acc = 0.0;
     if (c < C)
       for (int64_t r = threadIdx.y; r < rows; r += kColRows) acc += dy[r * C + c];
     part[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     if (threadIdx.y == 0 && c < C) {
-      float s = 0.0f;
+      double s = 0.0;
       for (int j = 0; j < kColRows; ++j) s += part[j][threadIdx.x];
-      dbias[c] = s;
+      dbias[c] = static_cast<float>(s);
     }
     __syncthreads();
   }

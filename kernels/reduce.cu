@@ -1,6 +1,7 @@
 // CUDA twins of the reductions: sum_all, sum_axis and broadcast_axis (the backward of a sum).
 // Every reduction is deterministic: a fixed launch geometry (a function of the sizes only) and
-// fixed-order warp-shuffle / shared-memory trees, no float atomics.
+// fixed-order warp-shuffle / shared-memory trees, no float atomics. Sums accumulate in double, like
+// the CPU twin; the kernels are memory-bound, so this costs little even where FP64 is slow.
 #include <cstdint>
 
 #include "backend/backend.h"
@@ -21,39 +22,40 @@ __device__ __forceinline__ int64_t global_tid() {
 }
 __device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
-__device__ __forceinline__ float warp_sum(float v) {
+__device__ __forceinline__ double warp_sum(double v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32); valid in every thread. `smem` holds 33 floats;
-// the trailing barrier lets the caller reuse it at once.
-__device__ float block_sum(float v, float* smem) {
+// Sum over the block (blockDim.x a multiple of 32); valid in every thread. `smem` holds 33
+// doubles; the trailing barrier lets the caller reuse it at once.
+__device__ double block_sum(double v, double* smem) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int nwarps = blockDim.x >> 5;
   v = warp_sum(v);
   if (lane == 0) smem[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    float w = lane < nwarps ? smem[lane] : 0.0f;
+    double w = lane < nwarps ? smem[lane] : 0.0;
     w = warp_sum(w);
     if (lane == 0) smem[32] = w;
   }
   __syncthreads();
-  const float r = smem[32];
+  const double r = smem[32];
   __syncthreads();
   return r;
 }
 
 // ---- sum_all ---------------------------------------------------------------------------------------
-// Each block sums a grid-strided share of x and writes one partial: out[blockIdx.x].
-// Run with one block it writes the total.
-__global__ void sum_partial_kernel(const float* x, int64_t n, float* out) {
-  __shared__ float smem[33];
-  float acc = 0.0f;
+// Each block sums a grid-strided share of x and writes one partial: out[blockIdx.x]. Run with
+// one block it writes the total. In: float (x) or double (the partials); Out: double or float.
+template <class In, class Out>
+__global__ void sum_partial_kernel(const In* x, int64_t n, Out* out) {
+  __shared__ double smem[33];
+  double acc = 0.0;
   for (int64_t i = global_tid(); i < n; i += grid_stride()) acc += x[i];
   acc = block_sum(acc, smem);
-  if (threadIdx.x == 0) out[blockIdx.x] = acc;
+  if (threadIdx.x == 0) out[blockIdx.x] = static_cast<Out>(acc);
 }
 
 // ---- sum_axis ----------------------------------------------------------------------------------------
@@ -64,22 +66,22 @@ __global__ void sum_rows_warp_kernel(const float* x, float* y, int64_t outer, in
   for (int64_t r = blockIdx.x * warps_per_block + (threadIdx.x >> 5); r < outer;
        r += static_cast<int64_t>(gridDim.x) * warps_per_block) {  // uniform across the warp
     const float* xr = x + r * n;
-    float acc = 0.0f;
+    double acc = 0.0;
     for (int64_t k = lane; k < n; k += 32) acc += xr[k];
     acc = warp_sum(acc);
-    if (lane == 0) y[r] = acc;
+    if (lane == 0) y[r] = static_cast<float>(acc);
   }
 }
 
 // inner == 1, long rows: one block per row.
 __global__ void sum_rows_block_kernel(const float* x, float* y, int64_t outer, int64_t n) {
-  __shared__ float smem[33];
+  __shared__ double smem[33];
   for (int64_t r = blockIdx.x; r < outer; r += gridDim.x) {  // uniform across the block
     const float* xr = x + r * n;
-    float acc = 0.0f;
+    double acc = 0.0;
     for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += xr[k];
     acc = block_sum(acc, smem);
-    if (threadIdx.x == 0) y[r] = acc;
+    if (threadIdx.x == 0) y[r] = static_cast<float>(acc);
   }
 }
 
@@ -90,9 +92,9 @@ __global__ void sum_strided_kernel(const float* x, float* y, int64_t outer, int6
     const int64_t o = j / inner;
     const int64_t i = j - o * inner;
     const float* p = x + o * n * inner + i;
-    float acc = 0.0f;
+    double acc = 0.0;
     for (int64_t k = 0; k < n; ++k) acc += p[k * inner];
-    y[j] = acc;
+    y[j] = static_cast<float>(acc);
   }
 }
 
@@ -128,17 +130,18 @@ void sum_all(const Tensor& x, Tensor& y) {
   if (blocks < 1) blocks = 1;
   if (blocks > kMaxPartials) blocks = kMaxPartials;
   if (blocks == 1) {
-    sum_partial_kernel<<<1, kThreads, 0, stream>>>(xp, n, yp);
+    sum_partial_kernel<float, float><<<1, kThreads, 0, stream>>>(xp, n, yp);
     KILN_CUDA_LAUNCH_CHECK("sum_partial_kernel");
     return;
   }
-  // Scratch from the caching allocator on this stream: it is released (for reuse in stream order)
-  // when `partials` goes out of scope, after both launches are queued.
-  Tensor partials = Tensor::empty({blocks}, DType::Float32, y.device());
-  float* pp = partials.data<float>();
-  sum_partial_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(xp, n, pp);
+  // Scratch for the double partials, from the caching allocator on this stream (kiln has no
+  // float64 dtype: an int64 tensor provides the 8-byte slots). It is released, for reuse in stream
+  // order, when `partials` goes out of scope after both launches are queued.
+  Tensor partials = Tensor::empty({blocks}, DType::Int64, y.device());
+  double* pp = reinterpret_cast<double*>(partials.data<std::int64_t>());
+  sum_partial_kernel<float, double><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(xp, n, pp);
   KILN_CUDA_LAUNCH_CHECK("sum_partial_kernel");
-  sum_partial_kernel<<<1, kMaxPartials, 0, stream>>>(pp, blocks, yp);
+  sum_partial_kernel<double, float><<<1, kMaxPartials, 0, stream>>>(pp, blocks, yp);
   KILN_CUDA_LAUNCH_CHECK("sum_partial_kernel (final)");
 }
 

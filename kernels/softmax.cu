@@ -4,7 +4,8 @@
 // Row kernels are templated on G, the number of threads that share one row: G == 32 puts one warp
 // on a row (8 rows per 256-thread block, for C <= kWarpMaxC), G == kBlockThreads puts one block on
 // a row. Threads stride over the row, so any C works; reductions are warp shuffles (plus shared
-// memory across warps when G > 32). log-sum-exp subtracts the row max before exponentiating.
+// memory across warps when G > 32). log-sum-exp subtracts the row max before exponentiating and
+// sums in double; like the CPU twin, a row whose max is +-inf gets lse = max (no exp pass).
 #include <cmath>
 #include <cstdint>
 
@@ -49,24 +50,26 @@ __device__ __forceinline__ int lane_in_row() {
 }
 
 // ---- reductions ----------------------------------------------------------------------------------
+// Row reductions run in double (a float max converts exactly); fmax ignores NaN like std::max in
+// the CPU twin, and a NaN still reaches the result through the exp sum.
 struct SumOp {
-  __device__ float operator()(float a, float b) const { return a + b; }
+  __device__ double operator()(double a, double b) const { return a + b; }
 };
 struct MaxOp {
-  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  __device__ double operator()(double a, double b) const { return fmax(a, b); }
 };
 
 // xor butterfly: every lane ends with the same (bit-identical) value.
 template <class Op>
-__device__ __forceinline__ float warp_allreduce(float v, Op op) {
+__device__ __forceinline__ double warp_allreduce(double v, Op op) {
   for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
-// Reduction over the threads sharing a row, valid in all of them. `smem` (33 floats) is used only
-// when G > 32; the trailing barrier lets the caller reuse it at once.
+// Reduction over the threads sharing a row, valid in all of them. `smem` (33 doubles) is used
+// only when G > 32; the trailing barrier lets the caller reuse it at once.
 template <int G, class Op>
-__device__ float row_allreduce(float v, Op op, float identity, float* smem) {
+__device__ double row_allreduce(double v, Op op, double identity, double* smem) {
   v = warp_allreduce(v, op);
   if constexpr (G == 32) {
     return v;
@@ -75,29 +78,35 @@ __device__ float row_allreduce(float v, Op op, float identity, float* smem) {
     if (lane == 0) smem[warp] = v;
     __syncthreads();
     if (warp == 0) {
-      float w = lane < G / 32 ? smem[lane] : identity;
+      double w = lane < G / 32 ? smem[lane] : identity;
       w = warp_allreduce(w, op);
       if (lane == 0) smem[32] = w;
     }
     __syncthreads();
-    const float r = smem[32];
+    const double r = smem[32];
     __syncthreads();
     return r;
   }
 }
 
-// Max and log(sum(exp(x - max))) of one row.
+// Max and log(sum(exp(x - max))) of one row. When the max is +-inf (all -inf, or a +inf present)
+// the sum would be NaN: as in the CPU twin, logsum is 0 so that lse = max. The test is uniform
+// across the row's threads (m is the reduced value), so skipping the second reduction is safe.
 template <int G>
-__device__ void row_max_logsum(const float* xr, int64_t C, float* smem, float* max_out, float* logsum_out) {
+__device__ void row_max_logsum(const float* xr, int64_t C, double* smem, float* max_out, float* logsum_out) {
   const int t = lane_in_row<G>();
   float m = -INFINITY;
   for (int64_t c = t; c < C; c += G) m = fmaxf(m, xr[c]);
-  m = row_allreduce<G>(m, MaxOp{}, -INFINITY, smem);
-  float s = 0.0f;
-  for (int64_t c = t; c < C; c += G) s += expf(xr[c] - m);
-  s = row_allreduce<G>(s, SumOp{}, 0.0f, smem);
+  m = static_cast<float>(row_allreduce<G>(m, MaxOp{}, -INFINITY, smem));
   *max_out = m;
-  *logsum_out = logf(s);
+  if (isinf(m)) {
+    *logsum_out = 0.0f;
+    return;
+  }
+  double s = 0.0;
+  for (int64_t c = t; c < C; c += G) s += expf(xr[c] - m);
+  s = row_allreduce<G>(s, SumOp{}, 0.0, smem);
+  *logsum_out = static_cast<float>(log(s));
 }
 
 // argmax order: NaN ranks above every number; among equal values (or among NaNs) the lower index
@@ -168,7 +177,7 @@ __device__ long long row_argmax(const float* xr, int64_t C, ArgmaxSmem* smem) {
 // ---- kernels -------------------------------------------------------------------------------------
 template <int G>
 __global__ void log_softmax_kernel(const float* x, float* y, int64_t N, int64_t C) {
-  __shared__ float smem[33];
+  __shared__ double smem[33];
   for (int64_t r = first_row<G>(); r < N; r += row_stride<G>()) {
     const float* xr = x + r * C;
     float* yr = y + r * C;
@@ -180,22 +189,23 @@ __global__ void log_softmax_kernel(const float* x, float* y, int64_t N, int64_t 
 
 template <int G>
 __global__ void log_softmax_backward_kernel(const float* y, const float* dy, float* dx, int64_t N, int64_t C) {
-  __shared__ float smem[33];
+  __shared__ double smem[33];
   for (int64_t r = first_row<G>(); r < N; r += row_stride<G>()) {
     const float* yr = y + r * C;
     const float* dyr = dy + r * C;
     float* dxr = dx + r * C;
-    float s = 0.0f;
+    double s = 0.0;
     for (int64_t c = lane_in_row<G>(); c < C; c += G) s += dyr[c];
-    s = row_allreduce<G>(s, SumOp{}, 0.0f, smem);
-    for (int64_t c = lane_in_row<G>(); c < C; c += G) dxr[c] = dyr[c] - expf(yr[c]) * s;
+    s = row_allreduce<G>(s, SumOp{}, 0.0, smem);
+    const float sf = static_cast<float>(s);
+    for (int64_t c = lane_in_row<G>(); c < C; c += G) dxr[c] = dyr[c] - expf(yr[c]) * sf;
   }
 }
 
 template <int G, class L>
 __global__ void softmax_xent_kernel(const float* x, const L* labels, float* losses, float* lse, int64_t N,
                                     int64_t C) {
-  __shared__ float smem[33];
+  __shared__ double smem[33];
   for (int64_t r = first_row<G>(); r < N; r += row_stride<G>()) {
     const float* xr = x + r * C;
     float m, ls;
@@ -240,7 +250,7 @@ __global__ void argmax_kernel(const float* x, int64_t* index, int64_t N, int64_t
   }
 }
 
-// count must be zeroed before the launch; each warp (G == 32) or block adds its tally once.
+// Adds to count (the caller zeroes it once); each warp (G == 32) or block adds its tally once.
 template <int G, class L>
 __global__ void count_correct_kernel(const float* x, const L* labels, int64_t* count, int64_t N, int64_t C) {
   __shared__ ArgmaxSmem smem;
@@ -406,8 +416,7 @@ void count_correct(const Tensor& logits, const Tensor& labels, Tensor& count) {
   KILN_CHECK(count.numel() == 1, "count_correct: count must have one element, got ", count.str());
   std::int64_t* cp = count.data<std::int64_t>();
   cudaStream_t stream = current_stream(count.device().index);
-  KILN_CUDA_CHECK(cudaMemsetAsync(cp, 0, sizeof(std::int64_t), stream));
-  if (N == 0) return;
+  if (N == 0) return;  // accumulates: the caller zeroes count
   if (labels.dtype() == DType::Int32) {
     launch_count_correct(logits, labels.data<std::int32_t>(), cp, N, C, stream);
   } else {

@@ -79,6 +79,11 @@ inline double reduction_rtol(std::int64_t k) { return (4.0 + 2.0 * std::sqrt(sta
 // is a reduction of C positive terms; the scale is |x_i| + |max| + |log sum|.
 inline double lse_rtol(std::int64_t c) { return 8 * kEps + reduction_rtol(c); }
 
+// Magnitudes below FLT_MIN (1.2e-38) lose relative precision in float32 and eventually flush to
+// zero, while the double reference still resolves them (a softmax probability of exp(-300) is 0 in
+// float32, 5e-131 in double). Every comparison allows this absolute slack, 8 * FLT_MIN ~ 1e-37.
+constexpr double kUnderflowAtol = 8 * FLT_MIN;
+
 // Central differences in double: with h = 1e-6 the truncation error is ~h^2 |f'''| ~ 1e-12 and
 // the cancellation error ~ 1e-16 |L| / h ~ 1e-10 |L|, far below any float32 budget.
 constexpr double kFiniteDiffStep = 1e-6;
@@ -110,7 +115,8 @@ struct Ref {
   DVec scale;
 };
 
-// Checks |a - e| <= atol + rtol * scale_i for every element (scale_i = |e_i| when scale is null).
+// Checks |a - e| <= atol + rtol * scale_i + kUnderflowAtol for every element (scale_i = |e_i| when
+// scale is null).
 // Shapes must match; a NaN in `actual` never passes, an infinity only where `expected` has the same
 // one. On failure the message names the number of bad elements, the worst one (index, both values,
 // the budget and the fraction of it used).
@@ -143,6 +149,12 @@ bool check_numeric_grad(const Tensor& analytic, const LossFn& loss, const std::v
                         std::size_t which, double rtol, double atol_rel, const std::string& what,
                         const SkipFn& skip = nullptr, const DVec* scale = nullptr,
                         double h = kFiniteDiffStep);
+
+// The small model used by the autograd and allocator tests: linear -> relu -> linear -> cross_entropy.
+inline Tensor mlp_loss(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2,
+                       const Tensor& labels) {
+  return kiln::cross_entropy(kiln::linear(kiln::relu(kiln::linear(x, w1, b1)), w2, b2), labels);
+}
 
 // ---- one op case ----------------------------------------------------------------------------------
 

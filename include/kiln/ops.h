@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kiln/tensor.h"
 
@@ -48,6 +49,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
 Tensor argmax(const Tensor& x);
 // Number of rows whose argmax equals the label -> int64 scalar on the inputs' device (no sync).
 Tensor count_correct(const Tensor& logits, const Tensor& labels);
+// Adds that number to `count` (one int64 on the same device): a running tally with no host sync.
+void count_correct_(const Tensor& logits, const Tensor& labels, Tensor& count);
+
+// ---- data -------------------------------------------------------------------------------------------
+// uint8 images [N, C, ...] -> float32 (x / 255 - mean[c]) / std[c], on the images' device (C <= 4;
+// mean and std hold one value per channel, or a single value for all).
+Tensor normalize_images(const Tensor& images, const std::vector<float>& mean, const std::vector<float>& std);
 
 // ---- in-place updates (no autograd) -----------------------------------------------------------
 void fill_(Tensor& x, float value);

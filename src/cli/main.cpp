@@ -1,15 +1,19 @@
-// The `kiln` command-line tool. Every failure reaches main() as a kiln::Error and becomes one
-// clear line on stderr and a non-zero exit.
+// The `kiln` command-line tool: train, eval, info. Every failure reaches main() as a kiln::Error
+// and becomes one clear line on stderr and a non-zero exit.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
-#include <iostream>
+#include <string>
 #include <thread>
 
 #include "kiln/kiln.h"
+#include "kiln/train.h"
 
 namespace {
+
+using kiln::Device;
 
 int cmd_info() {
   std::printf("kiln %s\n", KILN_VERSION);
@@ -20,7 +24,7 @@ int cmd_info() {
   std::printf("CUDA:     runtime %s, driver %s, cuBLAS %s, cuDNN %s\n", v.runtime.c_str(), v.driver.c_str(),
               v.cublas.c_str(), v.cudnn.c_str());
   std::printf("devices:  cpu\n");
-  std::string devs = kiln::cuda::describe_devices();
+  const std::string devs = kiln::cuda::describe_devices();
   std::size_t pos = 0;
   while (pos < devs.size()) {
     std::size_t nl = devs.find('\n', pos);
@@ -31,19 +35,137 @@ int cmd_info() {
   return 0;
 }
 
+Device resolve_device(const std::string& text) {
+  if (text == "auto") {
+    if (kiln::cuda_available()) return Device::cuda(0);
+    std::fprintf(stderr, "kiln: no CUDA device (%s); training on the CPU\n", kiln::cuda_unavailable_reason().c_str());
+    return Device::cpu();
+  }
+  Device d = Device::parse(text);
+  kiln::check_device_usable(d);
+  return d;
+}
+
+// Normalisation constants of each dataset (mean and std of the training pixels in [0, 1]).
+void dataset_stats(const std::string& name, std::vector<float>& mean, std::vector<float>& std) {
+  if (name == "mnist") {
+    mean = {0.1307f}, std = {0.3081f};
+  } else if (name == "fashion-mnist") {
+    mean = {0.2860f}, std = {0.3530f};
+  } else {
+    KILN_FAIL("unknown --dataset '", name, "' (expected mnist or fashion-mnist)");
+  }
+}
+
+std::vector<std::int64_t> parse_hidden(const std::string& text) {
+  std::vector<std::int64_t> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    char* end = nullptr;
+    const long long v = std::strtoll(item.c_str(), &end, 10);
+    KILN_CHECK(!item.empty() && *end == '\0' && v > 0 && v <= (1 << 20), "--hidden '", text,
+               "': expected positive layer sizes separated by commas, e.g. 512,256");
+    out.push_back(v);
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string default_data_dir(const std::string& dataset) { return "data/" + dataset; }
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"kiln — a deep-learning engine in C++17 and CUDA"};
+  CLI::App app{"kiln — train MLPs and CNNs in C++17/CUDA, on a GPU or the CPU"};
   app.require_subcommand(1);
+
+  // ---- train
+  kiln::train::Config cfg;
+  std::string device_text = "auto", data_dir, hidden_text = "512,256", model_name = "mlp";
+  auto* train = app.add_subcommand("train", "Train a model; writes checkpoints, metrics.jsonl and curves.svg to --out");
+  train->add_option("--model", model_name, "Model architecture: mlp")->capture_default_str();
+  train->add_option("--hidden", hidden_text, "MLP hidden layer sizes, comma-separated")->capture_default_str();
+  train->add_option("--dataset", cfg.dataset, "mnist | fashion-mnist")->capture_default_str();
+  train->add_option("--data", data_dir, "Dataset folder (default: data/<dataset>)");
+  train->add_option("--epochs", cfg.epochs, "Number of epochs (the total, also when resuming)")->capture_default_str();
+  train->add_option("--batch-size", cfg.batch_size, "Images per step")->capture_default_str();
+  train->add_option("--lr", cfg.lr, "Learning rate")->capture_default_str();
+  train->add_option("--optimizer", cfg.optimizer, "sgd | adam | adamw")->capture_default_str();
+  train->add_option("--momentum", cfg.momentum, "SGD momentum")->capture_default_str();
+  train->add_flag("--nesterov", cfg.nesterov, "Nesterov momentum (SGD)");
+  train->add_option("--weight-decay", cfg.weight_decay, "Weight decay (L2 for sgd/adam, decoupled for adamw)")
+      ->capture_default_str();
+  train->add_option("--schedule", cfg.schedule, "Learning-rate schedule: constant | step | cosine")->capture_default_str();
+  train->add_option("--warmup-epochs", cfg.warmup_epochs, "Linear learning-rate warm-up epochs")->capture_default_str();
+  train->add_option("--step-epochs", cfg.step_epochs, "Step schedule: multiply lr by --gamma every N epochs (0: epochs/3)");
+  train->add_option("--gamma", cfg.gamma, "Step schedule decay factor")->capture_default_str();
+  train->add_option("--seed", cfg.seed, "Seed for initialisation and shuffling")->capture_default_str();
+  train->add_option("--workers", cfg.workers, "Batch-assembly threads")->capture_default_str();
+  train->add_option("--device", device_text, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  train->add_option("--out", cfg.out_dir, "Run folder for checkpoint.safetensors, model.safetensors, metrics.jsonl, curves.svg")
+      ->required();
+  train->add_flag("--resume", cfg.resume, "Continue the run in --out from its checkpoint");
+  bool quiet = false;
+  train->add_flag("--quiet", quiet, "No progress or summary lines");
+
+  // ---- eval
+  std::string ckpt, eval_dataset = "mnist", eval_data, eval_device = "auto";
+  std::int64_t eval_batch = 256;
+  auto* eval = app.add_subcommand("eval", "Evaluate a checkpoint on a dataset's test split");
+  eval->add_option("--checkpoint", ckpt, "A kiln checkpoint/model file, or PyTorch-written weights (safetensors)")
+      ->required();
+  eval->add_option("--dataset", eval_dataset, "mnist | fashion-mnist")->capture_default_str();
+  eval->add_option("--data", eval_data, "Dataset folder (default: data/<dataset>)");
+  eval->add_option("--batch-size", eval_batch, "Images per batch")->capture_default_str();
+  eval->add_option("--device", eval_device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+
   auto* info = app.add_subcommand("info", "Print the build options, the devices found and the CUDA library versions");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+
   try {
     if (info->parsed()) return cmd_info();
+
+    if (train->parsed()) {
+      KILN_CHECK(model_name == "mlp", "unknown --model '", model_name, "' (available: mlp)");
+      cfg.model.arch = model_name;
+      cfg.model.hidden = parse_hidden(hidden_text);
+      dataset_stats(cfg.dataset, cfg.model.mean, cfg.model.std);
+      cfg.progress = !quiet;
+      cfg.validate();
+      cfg.device = resolve_device(device_text);
+      if (data_dir.empty()) data_dir = default_data_dir(cfg.dataset);
+      const auto train_set = kiln::data::load_mnist(data_dir, true, cfg.dataset);
+      const auto test_set = kiln::data::load_mnist(data_dir, false, cfg.dataset);
+      kiln::train::install_signal_handlers();
+      const auto history = kiln::train::fit(cfg, train_set, test_set);
+      if (!quiet && !history.empty())
+        std::printf("done: test accuracy %.2f%% after %d epochs; run folder %s\n", 100 * history.back().test_acc,
+                    history.back().epoch, cfg.out_dir.c_str());
+      return 0;
+    }
+
+    if (eval->parsed()) {
+      KILN_CHECK(eval_batch >= 1, "--batch-size must be at least 1, got ", eval_batch);
+      const Device dev = resolve_device(eval_device);
+      auto loaded = kiln::train::load_model(ckpt, dev);
+      if (eval_data.empty()) eval_data = default_data_dir(eval_dataset);
+      const auto test_set = kiln::data::load_mnist(eval_data, false, eval_dataset);
+      if (!loaded.from_kiln) dataset_stats(eval_dataset, loaded.spec.mean, loaded.spec.std);
+      const auto r = kiln::train::evaluate(*loaded.model, loaded.spec, test_set, dev, eval_batch);
+      std::printf("%s on %s test (%lld images): loss %.4f accuracy %.2f%%\n", ckpt.c_str(), eval_dataset.c_str(),
+                  static_cast<long long>(r.samples), r.loss, 100 * r.accuracy);
+      return 0;
+    }
+  } catch (const kiln::train::Interrupted& e) {
+    std::fprintf(stderr, "kiln: %s\n", e.what());
+    return 130;
   } catch (const kiln::Error& e) {
     std::fprintf(stderr, "kiln: error: %s\n", e.what());
     return 1;

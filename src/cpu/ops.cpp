@@ -251,7 +251,60 @@ void count_correct(const Tensor& logits, const Tensor& labels, Tensor& count) {
   const std::int64_t* pi = index.data<std::int64_t>();
   std::int64_t n = 0;
   for_labels(labels, [&](i64 r, i64 label) { n += pi[r] == label ? 1 : 0; });
-  *count.data<std::int64_t>() = n;
+  *count.data<std::int64_t>() += n;
+}
+
+}  // namespace kiln::cpu
+
+namespace kiln::cpu {
+
+// ---- data --------------------------------------------------------------------------------------------
+void normalize_u8(const Tensor& x, const float* mean, const float* std, Tensor& y) {
+  const std::int64_t N = x.size(0), C = x.size(1), inner = x.numel() / std::max<std::int64_t>(N * C, 1);
+  const std::uint8_t* px = x.data<std::uint8_t>();
+  float* py = y.data<float>();
+#pragma omp parallel for schedule(static) if (x.numel() > (1 << 15))
+  for (std::int64_t nc = 0; nc < N * C; ++nc) {
+    const std::int64_t c = nc % C;
+    const float a = 1.0f / (255.0f * std[c]), b = -mean[c] / std[c];
+    for (std::int64_t i = 0; i < inner; ++i) py[nc * inner + i] = static_cast<float>(px[nc * inner + i]) * a + b;
+  }
+}
+
+// ---- optimizers --------------------------------------------------------------------------------------
+void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float lr, float momentum,
+                float weight_decay, bool nesterov) {
+  float* p = param.data<float>();
+  const float* g = grad.data<float>();
+  float* buf = momentum > 0.0f ? momentum_buf.data<float>() : nullptr;
+  const std::int64_t n = param.numel();
+#pragma omp parallel for schedule(static) if (n > (1 << 15))
+  for (std::int64_t i = 0; i < n; ++i) {
+    float d = g[i] + weight_decay * p[i];
+    if (buf) {
+      buf[i] = momentum * buf[i] + d;
+      d = nesterov ? d + momentum * buf[i] : buf[i];
+    }
+    p[i] -= lr * d;
+  }
+}
+
+void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,
+                 float eps, float weight_decay, bool decoupled, float bc1, float bc2) {
+  float *p = param.data<float>(), *pm = m.data<float>(), *pv = v.data<float>();
+  const float* g = grad.data<float>();
+  const std::int64_t n = param.numel();
+#pragma omp parallel for schedule(static) if (n > (1 << 15))
+  for (std::int64_t i = 0; i < n; ++i) {
+    float d = g[i];
+    if (decoupled)
+      p[i] *= 1.0f - lr * weight_decay;
+    else
+      d += weight_decay * p[i];
+    pm[i] = beta1 * pm[i] + (1.0f - beta1) * d;
+    pv[i] = beta2 * pv[i] + (1.0f - beta2) * d * d;
+    p[i] -= lr * (pm[i] / bc1) / (std::sqrt(pv[i] / bc2) + eps);
+  }
 }
 
 }  // namespace kiln::cpu

@@ -25,9 +25,9 @@ void gemm(bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor
     // op(a) op(b) is an empty sum: c = beta c. With beta == 0, c is overwritten without being read
     // (BLAS semantics: NaN or Inf already in c must not survive).
     if (beta == 0.0f) {
-      fill(c, 0.0f);
+      kiln::cuda::fill(c, 0.0f);
     } else {
-      scale(c, beta, c);
+      kiln::cuda::scale(c, beta, c);
     }
     return;
   }
@@ -44,6 +44,7 @@ void gemm(bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor
   // Full FP32 math. TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH) are much faster on sm_80+ but
   // round the inputs to 10 mantissa bits; they are left off until there is a precision option.
   KILN_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
+  KILN_CUBLAS_CHECK(cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST));  // alpha, beta are host floats
   KILN_CUBLAS_CHECK(cublasSgemm(handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, m,
                                 n, k, &alpha, b.data<float>(), ldb, a.data<float>(), lda, &beta, c.data<float>(),
                                 ldc));

@@ -302,9 +302,42 @@ Tensor count_correct(const Tensor& logits, const Tensor& labels) {
   check_labels(op, logits, labels);
   KILN_CHECK(logits.size(1) > 0, op, ": logits have no classes: ", shape_str(logits.shape()));
   detail::OpScope scope(op);
-  Tensor count = Tensor::empty({}, DType::Int64, logits.device());
+  Tensor count = Tensor::zeros({}, DType::Int64, logits.device());
   KILN_DISPATCH(logits.device(), count_correct, logits, labels, count);
   return count;
+}
+
+void count_correct_(const Tensor& logits, const Tensor& labels, Tensor& count) {
+  constexpr const char* op = "count_correct_";
+  check_labels(op, logits, labels);
+  KILN_CHECK(count.defined() && count.dtype() == DType::Int64 && count.numel() == 1, op,
+             ": the tally must be one int64, got ", count.str());
+  check_same_device(op, logits, count);
+  detail::OpScope scope(op);
+  KILN_DISPATCH(logits.device(), count_correct, logits, labels, count);
+}
+
+// ---- data -------------------------------------------------------------------------------------------
+Tensor normalize_images(const Tensor& images, const std::vector<float>& mean, const std::vector<float>& std) {
+  constexpr const char* op = "normalize_images";
+  check_defined(op, images, "images");
+  KILN_CHECK(images.dtype() == DType::UInt8 && images.dim() >= 2, op, ": expected uint8 [N, C, ...], got ",
+             images.str());
+  const i64 C = images.size(1);
+  KILN_CHECK(C >= 1 && C <= 4, op, ": ", C, " channels in ", images.str(), " (1 to 4 supported)");
+  auto per_channel = [&](const std::vector<float>& v, const char* what) {
+    KILN_CHECK(v.size() == 1 || static_cast<i64>(v.size()) == C, op, ": ", v.size(), " ", what,
+               " values for ", C, " channels");
+    std::vector<float> out(static_cast<std::size_t>(C));
+    for (i64 c = 0; c < C; ++c) out[static_cast<std::size_t>(c)] = v[v.size() == 1 ? 0 : static_cast<std::size_t>(c)];
+    return out;
+  };
+  const std::vector<float> m = per_channel(mean, "mean"), s = per_channel(std, "std");
+  for (float v : s) KILN_CHECK(v > 0.0f, op, ": std must be positive, got ", v);
+  detail::OpScope scope(op);
+  Tensor y = Tensor::empty(images.shape(), DType::Float32, images.device());
+  KILN_DISPATCH(images.device(), normalize_u8, images, m.data(), s.data(), y);
+  return y;
 }
 
 // ---- in-place updates --------------------------------------------------------------------------------

@@ -1,0 +1,84 @@
+// kiln/nn.h — layers and models. Parameters are named exactly as the equivalent PyTorch module's
+// state_dict names them ("0.weight", "2.bias", ...), so weights move both ways with PyTorch.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kiln/io.h"
+#include "kiln/tensor.h"
+
+namespace kiln::nn {
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  virtual Tensor forward(const Tensor& x) = 0;
+  Tensor operator()(const Tensor& x) { return forward(x); }
+  virtual std::string kind() const = 0;  // "Linear", "ReLU", ...
+
+  using Slots = std::vector<std::pair<std::string, Tensor*>>;
+  // Appends pointers to this module's parameter slots, named with `prefix`, in definition order.
+  virtual void collect(const std::string& prefix, Slots& out) { (void)prefix; (void)out; }
+  virtual void set_training(bool training) { training_ = training; }
+  bool training() const { return training_; }
+
+  io::NamedTensors named_parameters();
+  std::vector<Tensor> parameters();
+  // Moves every parameter to `device` (keeps names and requires_grad).
+  void to(Device device);
+  // Copies values from `state` into the parameters; every parameter must be present with the same
+  // shape (kiln::Error naming the tensor otherwise). Extra entries in `state` are ignored.
+  void load_state(const io::NamedTensors& state);
+  std::int64_t parameter_count();
+
+ private:
+  bool training_ = true;
+};
+
+class Linear final : public Module {
+ public:
+  // He/Kaiming-normal weights (std = sqrt(2 / in)), zero bias.
+  Linear(std::int64_t in, std::int64_t out, Generator& gen, Device device = Device::cpu());
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "Linear"; }
+  void collect(const std::string& prefix, Slots& out) override;
+  Tensor weight;  // [out, in]
+  Tensor bias;    // [out]
+};
+
+class ReLU final : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "ReLU"; }
+};
+
+class Flatten final : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return x.flatten(1); }
+  std::string kind() const override { return "Flatten"; }
+};
+
+// Children named "0", "1", ... like torch.nn.Sequential.
+class Sequential final : public Module {
+ public:
+  Sequential& add(std::unique_ptr<Module> m);
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "Sequential"; }
+  void collect(const std::string& prefix, Slots& out) override;
+  void set_training(bool training) override;
+  std::size_t size() const { return children_.size(); }
+  Module& operator[](std::size_t i) { return *children_[i]; }
+
+ private:
+  std::vector<std::unique_ptr<Module>> children_;
+};
+
+// The MLP as PyTorch's nn.Sequential(Linear, ReLU, Linear, ReLU, ..., Linear): it takes [N, in]
+// (callers flatten images first) and returns logits [N, classes].
+std::unique_ptr<Sequential> mlp(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t classes,
+                                Generator& gen, Device device = Device::cpu());
+
+}  // namespace kiln::nn

@@ -1,0 +1,292 @@
+// The batch pipeline (see kiln/loader.h). Batch j of an epoch always goes through slot j % K of a
+// ring of K slots. A slot cycles Free -> Filling (a worker gathers samples into its host buffers,
+// then, on CUDA, enqueues the host-to-device copy on the copy stream and records `copied`) -> Ready
+// -> (handed to the training loop) -> Free once the loop asks for the following batch, at which point
+// an event `consumed` is recorded on the compute stream so the next copy into the slot's device
+// buffers waits for the step that read them. The training loop itself only waits on a condition
+// variable when no batch is ready (the data wait) and never on the device.
+#include "kiln/loader.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "kiln/error.h"
+#include "kiln/random.h"
+
+#if defined(KILN_WITH_CUDA)
+#include "cuda/runtime.h"
+#endif
+
+namespace kiln::data {
+
+namespace {
+enum class SlotState { Free, Filling, Ready, InUse };
+
+struct Slot {
+  Tensor host_images, host_labels;  // pinned when the loader feeds a CUDA device
+  Tensor dev_images, dev_labels;    // CUDA only
+  SlotState state = SlotState::Free;
+  std::int64_t batch = -1;
+  std::int64_t count = 0;
+  std::exception_ptr error;
+#if defined(KILN_WITH_CUDA)
+  cudaEvent_t copied = nullptr, consumed = nullptr;
+  bool copy_pending = false, consumed_recorded = false;
+#endif
+};
+}  // namespace
+
+struct Loader::Impl {
+  const Dataset& ds;
+  LoaderOptions opt;
+  std::int64_t n = 0, sample_bytes = 0, batches = 0;
+  Shape image_shape;  // [C, H, W]
+  std::vector<Slot> slots;
+  std::vector<std::int64_t> order;
+
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<std::thread> workers;
+  bool stop = false;
+  std::int64_t next_fill = 0, next_consume = 0, end = 0;
+  double wait_s = 0.0;
+#if defined(KILN_WITH_CUDA)
+  cudaStream_t copy_stream = nullptr;
+#endif
+
+  Impl(const Dataset& d, const LoaderOptions& o) : ds(d), opt(o) {
+    KILN_CHECK(d.images.defined() && d.labels.defined() && d.images.dim() >= 2, "loader: dataset has no images");
+    KILN_CHECK(d.images.dtype() == DType::UInt8 && d.labels.dtype() == DType::Int32,
+               "loader: expected uint8 images and int32 labels, got ", d.images.str(), " and ", d.labels.str());
+    KILN_CHECK(o.batch_size > 0, "loader: batch size must be positive, got ", o.batch_size);
+    KILN_CHECK(o.workers >= 1 && o.workers <= 256, "loader: workers must be in [1, 256], got ", o.workers);
+    n = d.size();
+    KILN_CHECK(n > 0, "loader: the dataset is empty");
+    image_shape.assign(d.images.shape().begin() + 1, d.images.shape().end());
+    sample_bytes = shape_numel(image_shape);
+    batches = o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
+    KILN_CHECK(batches > 0, "loader: batch size ", o.batch_size, " exceeds the dataset's ", n,
+               " samples with drop_last");
+    check_device_usable(o.device);
+    const bool cuda = o.device.is_cuda();
+    Shape batch_shape{o.batch_size};
+    batch_shape.insert(batch_shape.end(), image_shape.begin(), image_shape.end());
+    slots.resize(static_cast<std::size_t>(std::max(2, o.workers + 1)));
+    for (Slot& s : slots) {
+      s.host_images = Tensor::empty(batch_shape, DType::UInt8, Device::cpu(), cuda);
+      s.host_labels = Tensor::empty({o.batch_size}, DType::Int32, Device::cpu(), cuda);
+#if defined(KILN_WITH_CUDA)
+      if (cuda) {
+        s.dev_images = Tensor::empty(batch_shape, DType::UInt8, o.device);
+        s.dev_labels = Tensor::empty({o.batch_size}, DType::Int32, o.device);
+        KILN_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
+        KILN_CUDA_CHECK(cudaEventCreateWithFlags(&s.consumed, cudaEventDisableTiming));
+      }
+#endif
+    }
+#if defined(KILN_WITH_CUDA)
+    if (cuda) {
+      cuda::set_device(o.device.index);
+      KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking));
+    }
+#endif
+  }
+
+  ~Impl() {
+    stop_workers();
+#if defined(KILN_WITH_CUDA)
+    if (copy_stream) {
+      KILN_CUDA_WARN(cudaStreamSynchronize(copy_stream));
+      KILN_CUDA_WARN(cudaStreamDestroy(copy_stream));
+    }
+    for (Slot& s : slots) {
+      if (s.copied) KILN_CUDA_WARN(cudaEventDestroy(s.copied));
+      if (s.consumed) KILN_CUDA_WARN(cudaEventDestroy(s.consumed));
+    }
+#endif
+  }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stop = true;
+    }
+    cv.notify_all();
+    for (auto& t : workers) t.join();
+    workers.clear();
+  }
+
+  void shuffle(std::int64_t epoch) {
+    order.resize(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
+    if (!opt.shuffle) return;
+    // Fisher-Yates driven by the counter-based RNG: the order depends on (seed, epoch) only.
+    for (std::int64_t i = n - 1; i > 0; --i) {
+      const std::uint64_t counter = (static_cast<std::uint64_t>(epoch) << 40) | static_cast<std::uint64_t>(i);
+      const std::uint64_t r = philox::philox4x32(counter, opt.seed ^ 0x6b696c6e6c6f6164ull).x;
+      std::swap(order[static_cast<std::size_t>(i)], order[r % static_cast<std::uint64_t>(i + 1)]);
+    }
+  }
+
+  void fill(Slot& s, std::int64_t batch) {
+    const std::int64_t first = batch * opt.batch_size;
+    const std::int64_t count = std::min(opt.batch_size, n - first);
+    const auto* src = ds.images.data<std::uint8_t>();
+    const auto* lab = ds.labels.data<std::int32_t>();
+    auto* dst = s.host_images.data<std::uint8_t>();
+    auto* dl = s.host_labels.data<std::int32_t>();
+    for (std::int64_t k = 0; k < count; ++k) {
+      const std::int64_t idx = order[static_cast<std::size_t>(first + k)];
+      std::memcpy(dst + k * sample_bytes, src + idx * sample_bytes, static_cast<std::size_t>(sample_bytes));
+      dl[k] = lab[idx];
+    }
+    s.count = count;
+#if defined(KILN_WITH_CUDA)
+    if (copy_stream) {
+      // Do not overwrite the device buffers before the step that read them has finished.
+      if (s.consumed_recorded) KILN_CUDA_CHECK(cudaStreamWaitEvent(copy_stream, s.consumed, 0));
+      KILN_CUDA_CHECK(cudaMemcpyAsync(s.dev_images.raw_data(), s.host_images.raw_data(),
+                                      static_cast<std::size_t>(count * sample_bytes), cudaMemcpyHostToDevice,
+                                      copy_stream));
+      KILN_CUDA_CHECK(cudaMemcpyAsync(s.dev_labels.raw_data(), s.host_labels.raw_data(),
+                                      static_cast<std::size_t>(count) * sizeof(std::int32_t), cudaMemcpyHostToDevice,
+                                      copy_stream));
+      KILN_CUDA_CHECK(cudaEventRecord(s.copied, copy_stream));
+      s.copy_pending = true;
+    }
+#endif
+  }
+
+  void worker_loop() {
+#if defined(KILN_WITH_CUDA)
+    if (copy_stream) cuda::set_device(opt.device.index);
+#endif
+    for (;;) {
+      std::int64_t batch;
+      Slot* s;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (stop || next_fill >= end) return;
+        batch = next_fill++;
+        s = &slots[static_cast<std::size_t>(batch) % slots.size()];
+        cv.wait(lock, [&] { return stop || s->state == SlotState::Free; });
+        if (stop) return;
+        s->state = SlotState::Filling;
+      }
+      std::exception_ptr error;
+      try {
+#if defined(KILN_WITH_CUDA)
+        // The previous copy out of this slot's pinned buffer must be done before it is overwritten.
+        if (s->copy_pending) KILN_CUDA_CHECK(cudaEventSynchronize(s->copied));
+#endif
+        fill(*s, batch);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        s->batch = batch;
+        s->error = error;
+        s->state = SlotState::Ready;
+      }
+      cv.notify_all();
+    }
+  }
+
+  void release_previous() {
+    if (next_consume == 0) return;
+    Slot& prev = slots[static_cast<std::size_t>(next_consume - 1) % slots.size()];
+    if (prev.state != SlotState::InUse) return;
+#if defined(KILN_WITH_CUDA)
+    if (copy_stream) {
+      KILN_CUDA_CHECK(cudaEventRecord(prev.consumed, cuda::current_stream(opt.device.index)));
+      prev.consumed_recorded = true;
+    }
+#endif
+    prev.state = SlotState::Free;
+  }
+};
+
+Loader::Loader(const Dataset& dataset, const LoaderOptions& options)
+    : impl_(std::make_unique<Impl>(dataset, options)) {}
+
+Loader::~Loader() = default;
+
+void Loader::start_epoch(std::int64_t epoch, std::int64_t first_batch) {
+  Impl& m = *impl_;
+  KILN_CHECK(first_batch >= 0 && first_batch <= m.batches, "loader: first batch ", first_batch,
+             " outside the epoch's ", m.batches, " batches");
+  m.stop_workers();
+  {
+    std::lock_guard<std::mutex> lock(m.mutex);
+    // A slot left in use by the previous epoch may still be read by the compute stream.
+    for (Slot& s : m.slots) {
+      s.state = SlotState::Free;
+      s.error = nullptr;
+    }
+    m.shuffle(epoch);
+    m.stop = false;
+    m.next_fill = m.next_consume = first_batch;
+    m.end = m.batches;
+    m.wait_s = 0.0;
+  }
+  // Slots freed above without passing through release_previous: make the next copy into each wait
+  // for everything queued on the compute stream so far.
+#if defined(KILN_WITH_CUDA)
+  if (m.copy_stream)
+    for (Slot& s : m.slots) {
+      KILN_CUDA_CHECK(cudaEventRecord(s.consumed, cuda::current_stream(m.opt.device.index)));
+      s.consumed_recorded = true;
+    }
+#endif
+  const int nworkers = static_cast<int>(std::min<std::int64_t>(m.opt.workers, std::max<std::int64_t>(m.batches - first_batch, 1)));
+  for (int i = 0; i < nworkers; ++i) m.workers.emplace_back([&m] { m.worker_loop(); });
+}
+
+bool Loader::next(Batch& batch) {
+  Impl& m = *impl_;
+  std::unique_lock<std::mutex> lock(m.mutex);
+  m.release_previous();
+  m.cv.notify_all();
+  if (m.next_consume >= m.end) return false;
+  const std::int64_t j = m.next_consume;
+  Slot& s = m.slots[static_cast<std::size_t>(j) % m.slots.size()];
+  const auto t0 = std::chrono::steady_clock::now();
+  m.cv.wait(lock, [&] { return s.state == SlotState::Ready && s.batch == j; });
+  m.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (s.error) {
+    std::exception_ptr e = s.error;
+    s.error = nullptr;
+    s.state = SlotState::Free;
+    m.next_consume = m.end;  // the epoch cannot continue
+    lock.unlock();
+    std::rethrow_exception(e);
+  }
+  s.state = SlotState::InUse;
+  ++m.next_consume;
+#if defined(KILN_WITH_CUDA)
+  if (m.copy_stream) {
+    // The compute stream (not the host) waits for the copy.
+    KILN_CUDA_CHECK(cudaStreamWaitEvent(cuda::current_stream(m.opt.device.index), s.copied, 0));
+    batch.images = s.dev_images.narrow0(0, s.count);
+    batch.labels = s.dev_labels.narrow0(0, s.count);
+    batch.index = j;
+    return true;
+  }
+#endif
+  batch.images = s.host_images.narrow0(0, s.count);
+  batch.labels = s.host_labels.narrow0(0, s.count);
+  batch.index = j;
+  return true;
+}
+
+std::int64_t Loader::batches_per_epoch() const { return impl_->batches; }
+std::int64_t Loader::dataset_size() const { return impl_->n; }
+double Loader::wait_seconds() const { return impl_->wait_s; }
+
+}  // namespace kiln::data

@@ -1,0 +1,440 @@
+// The training loop behind `kiln train`: epochs of shuffled batches through the model, optimizer
+// updates, a running tally kept on the device (no host sync per step), evaluation, checkpoints.
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "kiln/autograd.h"
+#include "kiln/cuda.h"
+#include "kiln/loader.h"
+#include "kiln/ops.h"
+#include "train/checkpoint.h"
+#include "train/report.h"
+
+namespace kiln::train {
+
+using Clock = std::chrono::steady_clock;
+
+// ---- configuration ---------------------------------------------------------------------------------
+void Config::validate() const {
+  KILN_CHECK(epochs >= 1, "--epochs must be at least 1, got ", epochs);
+  KILN_CHECK(batch_size >= 1, "--batch-size must be at least 1, got ", batch_size);
+  KILN_CHECK(std::isfinite(lr) && lr > 0.0f, "--lr must be a positive number, got ", lr);
+  KILN_CHECK(std::isfinite(momentum) && momentum >= 0.0f && momentum < 1.0f, "--momentum must be in [0, 1), got ",
+             momentum);
+  KILN_CHECK(std::isfinite(weight_decay) && weight_decay >= 0.0f, "--weight-decay must be >= 0, got ", weight_decay);
+  KILN_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw", "unknown --optimizer '", optimizer,
+             "' (expected sgd, adam or adamw)");
+  optim::Schedule::parse(schedule);
+  KILN_CHECK(warmup_epochs >= 0 && warmup_epochs < epochs, "--warmup-epochs must be in [0, epochs), got ",
+             warmup_epochs);
+  KILN_CHECK(workers >= 1 && workers <= 256, "--workers must be in [1, 256], got ", workers);
+  KILN_CHECK(!(resume && out_dir.empty()), "--resume needs the run folder (--out)");
+}
+
+std::string Config::to_json() const {
+  std::ostringstream o;
+  o << "{\"model\":" << detail::json_string(model.arch) << ",\"hidden\":[" << detail::join_ints(model.hidden)
+    << "],\"dataset\":" << detail::json_string(dataset) << ",\"epochs\":" << epochs << ",\"batch_size\":" << batch_size
+    << ",\"optimizer\":" << detail::json_string(optimizer) << ",\"lr\":" << detail::fmt_double(lr)
+    << ",\"momentum\":" << detail::fmt_double(momentum) << ",\"nesterov\":" << (nesterov ? "true" : "false")
+    << ",\"weight_decay\":" << detail::fmt_double(weight_decay) << ",\"schedule\":" << detail::json_string(schedule)
+    << ",\"warmup_epochs\":" << warmup_epochs << ",\"seed\":" << seed << ",\"workers\":" << workers
+    << ",\"device\":" << detail::json_string(device.str()) << "}";
+  return o.str();
+}
+
+std::string EpochMetrics::to_json() const {
+  std::ostringstream o;
+  o << "{\"epoch\":" << epoch << ",\"train_loss\":" << detail::fmt_double(train_loss)
+    << ",\"train_acc\":" << detail::fmt_double(train_acc) << ",\"test_loss\":" << detail::fmt_double(test_loss)
+    << ",\"test_acc\":" << detail::fmt_double(test_acc) << ",\"epoch_s\":" << detail::fmt_double(epoch_s)
+    << ",\"images_per_s\":" << detail::fmt_double(images_per_s)
+    << ",\"data_wait_pct\":" << detail::fmt_double(data_wait_pct) << ",\"lr\":" << detail::fmt_double(lr) << "}";
+  return o.str();
+}
+
+// ---- signals ---------------------------------------------------------------------------------------
+namespace {
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_signal(int sig) {
+  if (g_stop.load()) {  // second signal: stop now
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_stop.store(true);
+}
+}  // namespace
+
+void request_stop() { g_stop.store(true); }
+
+void install_signal_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+// ---- evaluation ------------------------------------------------------------------------------------
+namespace {
+EvalResult run_eval(nn::Module& model, const ModelSpec& spec, data::Loader& loader) {
+  NoGradGuard no_grad;
+  const bool was_training = model.training();
+  model.set_training(false);
+  loader.start_epoch(0);
+  data::Batch b;
+  Tensor loss_sum, correct;
+  std::int64_t n = 0;
+  while (loader.next(b)) {
+    if (!loss_sum.defined()) {
+      loss_sum = Tensor::zeros({}, DType::Float32, b.images.device());
+      correct = Tensor::zeros({}, DType::Int64, b.images.device());
+    }
+    Tensor logits = model(prepare_input(spec, b.images));
+    Tensor loss = cross_entropy(logits, b.labels);
+    axpy_(static_cast<float>(b.labels.numel()), loss, loss_sum);
+    count_correct_(logits, b.labels, correct);
+    n += b.labels.numel();
+  }
+  model.set_training(was_training);
+  EvalResult r;
+  r.samples = n;
+  if (n > 0) {
+    r.loss = loss_sum.item() / static_cast<double>(n);
+    r.accuracy = static_cast<double>(correct.to_vector<std::int64_t>()[0]) / static_cast<double>(n);
+  }
+  return r;
+}
+
+bool file_exists(const std::string& p) {
+  struct stat st{};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+void make_dirs(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part + "/";
+    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
+      KILN_FAIL("cannot create the run folder ", cur, ": ", std::strerror(errno));
+  }
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string encode_history(const std::vector<EpochMetrics>& h) {
+  std::string s;
+  for (const auto& m : h) {
+    for (double v : {static_cast<double>(m.epoch), m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.epoch_s,
+                     m.images_per_s, m.data_wait_pct, m.lr})
+      s += detail::fmt_double(v) + ",";
+    s.back() = ';';
+  }
+  return s;
+}
+
+std::vector<EpochMetrics> decode_history(const std::string& s, const std::string& path) {
+  std::vector<EpochMetrics> h;
+  std::stringstream ss(s);
+  std::string rec;
+  while (std::getline(ss, rec, ';')) {
+    if (rec.empty()) continue;
+    std::vector<double> v;
+    std::stringstream rs(rec);
+    std::string item;
+    while (std::getline(rs, item, ',')) v.push_back(detail::parse_double(item, path + ": history"));
+    KILN_CHECK(v.size() == 9, path, ": malformed history record '", rec, "'");
+    EpochMetrics m;
+    m.epoch = static_cast<int>(v[0]);
+    m.train_loss = v[1], m.train_acc = v[2], m.test_loss = v[3], m.test_acc = v[4];
+    m.epoch_s = v[5], m.images_per_s = v[6], m.data_wait_pct = v[7], m.lr = v[8];
+    h.push_back(m);
+  }
+  return h;
+}
+
+// Where a run stands; all of it goes into the checkpoint so a resumed run continues exactly.
+struct Position {
+  int epoch = 0;               // epochs completed
+  std::int64_t batch = 0;      // batches done in the current (incomplete) epoch
+  std::int64_t global_step = 0;
+  double loss_sum = 0, elapsed = 0, wait = 0;  // partial-epoch tallies
+  std::int64_t correct = 0, seen = 0;
+};
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, io::NamedTensors params) {
+  if (c.optimizer == "sgd") {
+    optim::SGDOptions o;
+    o.lr = c.lr, o.momentum = c.momentum, o.weight_decay = c.weight_decay, o.nesterov = c.nesterov;
+    return optim::sgd(std::move(params), o);
+  }
+  optim::AdamOptions o;
+  o.lr = c.lr, o.weight_decay = c.weight_decay, o.decoupled = c.optimizer == "adamw";
+  return optim::adam(std::move(params), o);
+}
+}  // namespace
+
+EvalResult evaluate(nn::Module& model, const ModelSpec& spec, const data::Dataset& dataset, Device device,
+                    std::int64_t batch_size, int workers) {
+  data::LoaderOptions lo;
+  lo.batch_size = batch_size, lo.shuffle = false, lo.workers = workers, lo.device = device;
+  data::Loader loader(dataset, lo);
+  return run_eval(model, spec, loader);
+}
+
+// ---- training --------------------------------------------------------------------------------------
+std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, const data::Dataset& test) {
+  config.validate();
+  check_device_usable(config.device);
+  const Device dev = config.device;
+  const bool cuda = dev.is_cuda();
+  KILN_CHECK(train.size() > 0 && test.size() > 0, "the training and test sets must not be empty");
+
+  const std::string dir = config.out_dir;
+  const std::string ckpt_path = dir + "/checkpoint.safetensors", model_path = dir + "/model.safetensors",
+                    metrics_path = dir + "/metrics.jsonl", curves_path = dir + "/curves.svg";
+  ModelSpec spec = config.model;
+  spec.input.assign(train.images.shape().begin() + 1, train.images.shape().end());
+  spec.classes = train.num_classes;
+  spec.class_names = train.class_names;
+
+  Position pos;
+  std::vector<EpochMetrics> history;
+  io::SafetensorsFile resumed;
+  if (!dir.empty()) {
+    if (config.resume) {
+      KILN_CHECK(file_exists(ckpt_path), "--resume: no checkpoint at ", ckpt_path,
+                 " (start a new run without --resume)");
+      resumed = io::load_safetensors(ckpt_path);
+      const auto& md = resumed.metadata;
+      const ModelSpec saved = detail::decode_spec(md, ckpt_path);
+      KILN_CHECK(saved.input == spec.input && saved.classes == spec.classes, ckpt_path, ": the checkpoint's model takes ",
+                 shape_str(saved.input), " images and ", saved.classes, " classes, the dataset has ",
+                 shape_str(spec.input), " and ", spec.classes);
+      spec = saved;
+      auto get = [&](const char* k) -> const std::string& {
+        auto it = md.find(k);
+        KILN_CHECK(it != md.end(), ckpt_path, ": checkpoint metadata has no '", k, "'");
+        return it->second;
+      };
+      KILN_CHECK(get("optimizer") == config.optimizer, ckpt_path, ": the run used --optimizer ", get("optimizer"),
+                 ", not ", config.optimizer);
+      pos.epoch = static_cast<int>(detail::parse_double(get("epoch"), ckpt_path + ": epoch"));
+      pos.batch = static_cast<std::int64_t>(detail::parse_double(get("batch"), ckpt_path + ": batch"));
+      pos.global_step = static_cast<std::int64_t>(detail::parse_double(get("global_step"), ckpt_path));
+      pos.loss_sum = detail::parse_double(get("epoch_loss_sum"), ckpt_path);
+      pos.correct = static_cast<std::int64_t>(detail::parse_double(get("epoch_correct"), ckpt_path));
+      pos.seen = static_cast<std::int64_t>(detail::parse_double(get("epoch_seen"), ckpt_path));
+      pos.elapsed = detail::parse_double(get("epoch_elapsed"), ckpt_path);
+      pos.wait = detail::parse_double(get("epoch_wait"), ckpt_path);
+      history = decode_history(get("history"), ckpt_path);
+      KILN_CHECK(pos.epoch < config.epochs, ckpt_path, ": the run already completed ", pos.epoch,
+                 " epochs; pass a larger --epochs to train further");
+    } else {
+      KILN_CHECK(!file_exists(ckpt_path), dir, " already holds a run (", ckpt_path,
+                 "); continue it with --resume or choose another --out");
+    }
+    make_dirs(dir);
+  }
+
+  Generator gen(config.seed);
+  std::unique_ptr<nn::Module> model = build_model(spec, gen, dev);
+  std::unique_ptr<optim::Optimizer> opt = make_optimizer(config, model->named_parameters());
+  if (config.resume) {
+    try {
+      model->load_state(resumed.tensors);
+      opt->load_state(resumed.tensors);
+    } catch (const Error& e) {
+      throw Error(ckpt_path + ": " + e.what());
+    }
+  }
+
+  data::LoaderOptions lo;
+  lo.batch_size = config.batch_size, lo.seed = config.seed, lo.workers = config.workers, lo.device = dev;
+  data::Loader loader(train, lo);
+  data::LoaderOptions to = lo;
+  to.shuffle = false, to.batch_size = std::max<std::int64_t>(config.batch_size, 256);
+  data::Loader test_loader(test, to);
+  const std::int64_t steps_per_epoch = loader.batches_per_epoch();
+
+  optim::Schedule sched;
+  sched.kind = optim::Schedule::parse(config.schedule);
+  sched.base_lr = config.lr;
+  sched.total_steps = steps_per_epoch * config.epochs;
+  sched.warmup_steps = steps_per_epoch * config.warmup_epochs;
+  sched.step_size = steps_per_epoch * (config.step_epochs > 0 ? config.step_epochs : std::max(1, config.epochs / 3));
+  sched.gamma = config.gamma;
+
+  if (!dir.empty())
+    detail::append_line(metrics_path, "{\"config\":" + config.to_json() + ",\"parameters\":" +
+                                          std::to_string(model->parameter_count()) +
+                                          ",\"resumed_from_epoch\":" + std::to_string(config.resume ? pos.epoch : -1) +
+                                          "}");
+  if (config.progress)
+    std::fprintf(stderr, "kiln: training %s (%lld parameters) on %s, %s: %lld train / %lld test images, %lld steps/epoch%s\n",
+                 spec.arch.c_str(), static_cast<long long>(model->parameter_count()), dev.str().c_str(),
+                 config.dataset.c_str(), static_cast<long long>(train.size()), static_cast<long long>(test.size()),
+                 static_cast<long long>(steps_per_epoch),
+                 config.resume ? (", resuming after epoch " + std::to_string(pos.epoch) +
+                                  (pos.batch ? " step " + std::to_string(pos.batch) : ""))
+                                     .c_str()
+                               : "");
+
+  auto save = [&](const Position& p) {
+    if (dir.empty()) return;
+    detail::Metadata md;
+    detail::encode_spec(spec, md);
+    md["format"] = "kiln-checkpoint-1";
+    md["optimizer"] = config.optimizer;
+    md["dataset"] = config.dataset;
+    md["config"] = config.to_json();
+    md["epoch"] = std::to_string(p.epoch);
+    md["batch"] = std::to_string(p.batch);
+    md["global_step"] = std::to_string(p.global_step);
+    md["epoch_loss_sum"] = detail::fmt_double(p.loss_sum);
+    md["epoch_correct"] = std::to_string(p.correct);
+    md["epoch_seen"] = std::to_string(p.seen);
+    md["epoch_elapsed"] = detail::fmt_double(p.elapsed);
+    md["epoch_wait"] = detail::fmt_double(p.wait);
+    md["seed"] = std::to_string(config.seed);
+    md["history"] = encode_history(history);
+    io::NamedTensors tensors = model->named_parameters();
+    io::NamedTensors weights = tensors;
+    for (auto& t : opt->state()) tensors.push_back(t);
+    io::save_safetensors(ckpt_path, tensors, md);
+    detail::Metadata wmd;
+    detail::encode_spec(spec, wmd);
+    wmd["format"] = "kiln-weights-1";
+    io::save_safetensors(model_path, weights, wmd);
+  };
+
+  detail::Progress progress(config.progress);
+  g_stop.store(false);
+  for (int epoch = pos.epoch; epoch < config.epochs; ++epoch) {
+    const bool resuming_here = epoch == pos.epoch && pos.batch > 0;
+    Position cur;
+    cur.epoch = epoch;
+    cur.global_step = pos.global_step;
+    if (resuming_here) cur = pos;
+    Tensor loss_sum = Tensor::full({}, static_cast<float>(cur.loss_sum), dev);
+    Tensor correct = Tensor::from_vector<std::int64_t>({cur.correct}, {}, dev);
+    std::int64_t seen = cur.seen;
+    model->set_training(true);
+    loader.start_epoch(epoch, cur.batch);
+    const auto t0 = Clock::now();
+    std::int64_t step_in_epoch = cur.batch;
+    double lr = sched.lr_at(cur.global_step);
+
+    // Reads the device tallies (a host sync): only at progress ticks and at the end of the epoch.
+    auto check_finite = [&](double loss_total) {
+      if (std::isfinite(loss_total)) return;
+      progress.finish();
+      KILN_FAIL("the loss became ", std::isnan(loss_total) ? "NaN" : "infinite", " in epoch ", epoch + 1,
+                cuda ? " by step " : " at step ", step_in_epoch, " of ", steps_per_epoch,
+                "; try a lower --lr. The last good checkpoint is kept", dir.empty() ? "" : " in " + dir);
+    };
+
+    data::Batch batch;
+    while (loader.next(batch)) {
+      lr = sched.lr_at(cur.global_step);
+      opt->set_lr(static_cast<float>(lr));
+      Tensor logits = (*model)(prepare_input(spec, batch.images));
+      Tensor loss = cross_entropy(logits, batch.labels);
+      opt->zero_grad();
+      loss.backward();
+      opt->step();
+      axpy_(static_cast<float>(batch.labels.numel()), loss.detach(), loss_sum);
+      count_correct_(logits.detach(), batch.labels, correct);
+      seen += batch.labels.numel();
+      ++step_in_epoch;
+      ++cur.global_step;
+      if (!cuda) check_finite(loss.item());
+
+      if (progress.due()) {
+        const double ls = loss_sum.item();
+        check_finite(ls);
+        const double acc = static_cast<double>(correct.to_vector<std::int64_t>()[0]) / static_cast<double>(seen);
+        const double el = std::chrono::duration<double>(Clock::now() - t0).count();
+        const double rate = static_cast<double>(seen - cur.seen) / std::max(el, 1e-9);
+        const double eta = static_cast<double>(loader.dataset_size() - seen) / std::max(rate, 1e-9);
+        char line[256];
+        std::snprintf(line, sizeof line, "epoch %d/%d [%lld/%lld] loss %.4f acc %.2f%% %.0f img/s ETA %.0fs",
+                      epoch + 1, config.epochs, static_cast<long long>(step_in_epoch),
+                      static_cast<long long>(steps_per_epoch), ls / static_cast<double>(seen), 100.0 * acc, rate, eta);
+        progress.show(line);
+      }
+
+      if (g_stop.load() && step_in_epoch < steps_per_epoch) {
+        if (cuda) cuda::synchronize(dev.index);
+        progress.finish();
+        Position p = cur;
+        p.batch = step_in_epoch;
+        p.loss_sum = loss_sum.item();
+        p.correct = correct.to_vector<std::int64_t>()[0];
+        p.seen = seen;
+        p.elapsed = cur.elapsed + std::chrono::duration<double>(Clock::now() - t0).count();
+        p.wait = cur.wait + loader.wait_seconds();
+        save(p);
+        throw Interrupted(kiln::detail::str("interrupted in epoch ", epoch + 1, " after step ", step_in_epoch, " of ",
+                                      steps_per_epoch,
+                                      dir.empty() ? std::string("; no --out folder, nothing saved")
+                                                  : "; checkpoint written to " + ckpt_path +
+                                                        " (continue with --resume)"));
+      }
+    }
+    if (cuda) cuda::synchronize(dev.index);
+    const double epoch_s = cur.elapsed + std::chrono::duration<double>(Clock::now() - t0).count();
+    const double wait_s = cur.wait + loader.wait_seconds();
+    progress.finish();
+
+    const double ls = loss_sum.item();
+    check_finite(ls);
+    EpochMetrics m;
+    m.epoch = epoch + 1;
+    m.train_loss = ls / static_cast<double>(seen);
+    m.train_acc = static_cast<double>(correct.to_vector<std::int64_t>()[0]) / static_cast<double>(seen);
+    const EvalResult ev = run_eval(*model, spec, test_loader);
+    m.test_loss = ev.loss;
+    m.test_acc = ev.accuracy;
+    m.epoch_s = epoch_s;
+    m.images_per_s = static_cast<double>(seen - cur.seen) / std::max(epoch_s - cur.elapsed, 1e-9);
+    m.data_wait_pct = 100.0 * wait_s / std::max(epoch_s, 1e-9);
+    m.lr = lr;
+    history.push_back(m);
+
+    Position done;
+    done.epoch = epoch + 1;
+    done.global_step = cur.global_step;
+    save(done);
+    if (!dir.empty()) {
+      detail::append_line(metrics_path, m.to_json());
+      detail::write_file_atomic(curves_path,
+                                detail::curves_svg(history, "kiln " + spec.arch + " on " + config.dataset));
+    }
+    if (config.progress) {
+      std::printf("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.2fs  %.0f img/s  data wait %.1f%%  lr %s\n",
+                  m.epoch, config.epochs, m.train_loss, 100 * m.train_acc, m.test_loss, 100 * m.test_acc, m.epoch_s,
+                  m.images_per_s, m.data_wait_pct, fmt("%.3g", m.lr).c_str());
+      std::fflush(stdout);
+    }
+    pos = done;
+  }
+  return history;
+}
+
+}  // namespace kiln::train
