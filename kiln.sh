@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # kiln.sh — one entry point for newcomers: installs what kiln needs, builds it, and runs it.
 #
+#   ./kiln.sh train mnist     install deps, build, fetch MNIST, train the MLP (GPU if present, else CPU)
+#   ./kiln.sh train fashion-mnist [kiln train flags...]
 #   ./kiln.sh test            install deps, build, run the test suite (GPU tests skip without a GPU)
 #   ./kiln.sh build           install deps and build only
 #   ./kiln.sh info            build, then print build options, devices and library versions
@@ -22,7 +24,7 @@ say() { printf '\033[1mkiln:\033[0m %s\n' "$*" >&2; }
 die() { printf 'kiln: error: %s\n' "$*" >&2; exit 1; }
 
 install_deps() {
-  local pkgs=(cmake g++ make libgtest-dev libopenblas-dev libcli11-dev zlib1g-dev)
+  local pkgs=(cmake g++ make libgtest-dev libopenblas-dev libcli11-dev zlib1g-dev libstb-dev)
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [[ ${#missing[@]} -eq 0 ]] && return
@@ -56,10 +58,25 @@ case "$cmd" in
     say "running the tests"
     (cd "$BUILD_DIR" && ctest --output-on-failure -j "$JOBS" "$@")
     ;;
+  train)
+    dataset=${1:-mnist}
+    shift || true
+    case "$dataset" in
+      mnist) fetch=data/fetch-mnist.sh ;;
+      fashion-mnist) fetch=data/fetch-fashion-mnist.sh ;;
+      *) die "unknown dataset '$dataset' (mnist or fashion-mnist)" ;;
+    esac
+    build
+    "$fetch"
+    out="runs/$dataset-mlp-$(date +%Y%m%d-%H%M%S)"
+    say "training; run folder $out (open $out/curves.svg in a browser)"
+    "$BUILD_DIR/kiln" train --dataset "$dataset" --data "data/$dataset" --epochs 10 --batch-size 128 \
+      --optimizer sgd --lr 0.01 --momentum 0.9 --out "$out" "$@"
+    ;;
   info)
     build >/dev/null
     "$BUILD_DIR/kiln" info
     ;;
-  help|-h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
+  help|-h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown command '$cmd' (try ./kiln.sh help)" ;;
 esac

@@ -1,14 +1,18 @@
-// The `kiln` command-line tool: train, eval, info. Every failure reaches main() as a kiln::Error
+// The `kiln` command-line tool: train, eval, predict, info. Every failure reaches main() as a kiln::Error
 // and becomes one clear line on stderr and a non-zero exit.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <string>
 #include <thread>
 
 #include "kiln/kiln.h"
+#include "kiln/image.h"
 #include "kiln/train.h"
 
 namespace {
@@ -35,10 +39,27 @@ int cmd_info() {
   return 0;
 }
 
+std::string json_quote(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
 Device resolve_device(const std::string& text) {
   if (text == "auto") {
     if (kiln::cuda_available()) return Device::cuda(0);
-    std::fprintf(stderr, "kiln: no CUDA device (%s); training on the CPU\n", kiln::cuda_unavailable_reason().c_str());
+    std::fprintf(stderr, "kiln: no CUDA device (%s); running on the CPU\n", kiln::cuda_unavailable_reason().c_str());
     return Device::cpu();
   }
   Device d = Device::parse(text);
@@ -74,6 +95,55 @@ std::vector<std::int64_t> parse_hidden(const std::string& text) {
 }
 
 std::string default_data_dir(const std::string& dataset) { return "data/" + dataset; }
+
+int cmd_predict(const std::string& ckpt, const std::vector<std::string>& images, int top_k, bool as_json,
+                const std::string& device_text) {
+  KILN_CHECK(top_k >= 1, "--top-k must be at least 1, got ", top_k);
+  const Device dev = resolve_device(device_text);
+  auto loaded = kiln::train::load_model(ckpt, dev);
+  const auto& spec = loaded.spec;
+  if (!loaded.from_kiln) dataset_stats("mnist", loaded.spec.mean, loaded.spec.std);
+  const int C = static_cast<int>(spec.input[0]), H = static_cast<int>(spec.input[1]), W = static_cast<int>(spec.input[2]);
+  // Decode everything first: one bad file fails the command before anything is printed.
+  const std::int64_t n = static_cast<std::int64_t>(images.size());
+  kiln::Tensor batch = kiln::Tensor::empty({n, C, H, W}, kiln::DType::UInt8);
+  for (std::int64_t i = 0; i < n; ++i) {
+    kiln::Tensor img = kiln::data::load_image(images[static_cast<std::size_t>(i)], C, H, W);
+    std::memcpy(batch.data<std::uint8_t>() + i * img.numel(), img.raw_data(), img.nbytes());
+  }
+  kiln::NoGradGuard no_grad;
+  kiln::Tensor logp = kiln::log_softmax((*loaded.model)(kiln::train::prepare_input(spec, batch.to(dev))));
+  const std::vector<float> lp = logp.to_vector<float>();
+  const std::int64_t K = spec.classes;
+  for (std::int64_t i = 0; i < n; ++i) {
+    std::vector<std::pair<double, std::int64_t>> probs;
+    for (std::int64_t k = 0; k < K; ++k) probs.emplace_back(std::exp(static_cast<double>(lp[i * K + k])), k);
+    auto name = [&](std::int64_t k) {
+      return k < static_cast<std::int64_t>(spec.class_names.size()) ? spec.class_names[static_cast<std::size_t>(k)]
+                                                                      : std::to_string(k);
+    };
+    const std::string& path = images[static_cast<std::size_t>(i)];
+    if (as_json) {
+      std::string line = "{\"image\":" + json_quote(path) + ",\"probabilities\":{";
+      for (std::int64_t k = 0; k < K; ++k) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.9g", probs[static_cast<std::size_t>(k)].first);
+        line += (k ? "," : "") + json_quote(name(k)) + ":" + buf;
+      }
+      std::sort(probs.begin(), probs.end(), [](auto& a, auto& b) { return a.first > b.first; });
+      line += "},\"top\":" + json_quote(name(probs[0].second)) + "}";
+      std::printf("%s\n", line.c_str());
+    } else {
+      std::sort(probs.begin(), probs.end(), [](auto& a, auto& b) { return a.first > b.first; });
+      std::printf("%s:", path.c_str());
+      for (int k = 0; k < std::min<std::int64_t>(top_k, K); ++k)
+        std::printf("%s %s (%.2f%%)", k ? "," : "", name(probs[static_cast<std::size_t>(k)].second).c_str(),
+                    100.0 * probs[static_cast<std::size_t>(k)].first);
+      std::printf("\n");
+    }
+  }
+  return 0;
+}
 
 }  // namespace
 
@@ -121,6 +191,18 @@ int main(int argc, char** argv) {
   eval->add_option("--batch-size", eval_batch, "Images per batch")->capture_default_str();
   eval->add_option("--device", eval_device, "auto | cpu | cuda | cuda:N")->capture_default_str();
 
+  // ---- predict
+  std::string pred_ckpt, pred_device = "auto";
+  std::vector<std::string> pred_images;
+  int top_k = 3;
+  bool as_json = false;
+  auto* predict = app.add_subcommand("predict", "Classify image files (PNG, JPEG, BMP, ...) with a trained model");
+  predict->add_option("--checkpoint", pred_ckpt, "A kiln checkpoint/model file, or PyTorch-written weights")->required();
+  predict->add_option("images", pred_images, "Image files")->required();
+  predict->add_option("--top-k", top_k, "Classes to print per image")->capture_default_str();
+  predict->add_flag("--json", as_json, "One JSON object per image with every class probability");
+  predict->add_option("--device", pred_device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+
   auto* info = app.add_subcommand("info", "Print the build options, the devices found and the CUDA library versions");
 
   try {
@@ -163,6 +245,8 @@ int main(int argc, char** argv) {
                   static_cast<long long>(r.samples), r.loss, 100 * r.accuracy);
       return 0;
     }
+
+    if (predict->parsed()) return cmd_predict(pred_ckpt, pred_images, top_k, as_json, pred_device);
   } catch (const kiln::train::Interrupted& e) {
     std::fprintf(stderr, "kiln: %s\n", e.what());
     return 130;

@@ -1,6 +1,9 @@
 // Storage: host memory (64-byte aligned, optionally pinned) or a block from the CUDA caching allocator.
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 #include "kiln/error.h"
 #include "kiln/tensor.h"
@@ -13,25 +16,70 @@ namespace kiln {
 
 namespace {
 constexpr std::size_t kHostAlign = 64;
+
+// Host memory cache: like the device allocator, freed blocks wait in size-keyed free lists for the
+// next request of the same rounded size, so a steady training loop on the CPU does no malloc/free
+// (large blocks would otherwise be mmap'ed and page-faulted in afresh on every step).
+class HostCache {
+ public:
+  static std::size_t round(std::size_t bytes) {
+    const std::size_t r = bytes < (1u << 20) ? kHostAlign : (64u << 10);
+    return bytes == 0 ? kHostAlign : (bytes + r - 1) / r * r;
+  }
+  void* get(std::size_t size) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(kHostAlign, size);
+    if (!p) {
+      trim();
+      p = std::aligned_alloc(kHostAlign, size);
+    }
+    if (!p) throw OutOfMemoryError(detail::str("out of host memory allocating ", size, " bytes"));
+    return p;
+  }
+  void put(void* p, std::size_t size) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_[size].push_back(p);
+  }
+  void trim() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [size, v] : free_)
+      for (void* p : v) std::free(p);
+    free_.clear();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
+};
+
+HostCache& host_cache() {
+  static HostCache* cache = new HostCache();  // never destroyed: storages may outlive static teardown
+  return *cache;
 }
+}  // namespace
 
 std::shared_ptr<Storage> Storage::allocate(std::size_t bytes, Device device, bool pinned) {
   std::shared_ptr<Storage> s(new Storage());
   s->bytes_ = bytes;
   s->device_ = device;
-  const std::size_t rounded = (bytes + kHostAlign - 1) / kHostAlign * kHostAlign;
   if (device.is_cpu()) {
 #if defined(KILN_WITH_CUDA)
     if (pinned && cuda_available()) {
-      s->data_ = cuda::pinned_alloc(rounded == 0 ? kHostAlign : rounded);
+      s->data_ = cuda::pinned_alloc(HostCache::round(bytes));
       s->pinned_ = true;
       return s;
     }
 #endif
     // Pinned memory is an optimisation for transfers: without a CUDA device, plain memory serves.
-    s->data_ = std::aligned_alloc(kHostAlign, rounded == 0 ? kHostAlign : rounded);
-    if (!s->data_)
-      throw OutOfMemoryError(detail::str("out of host memory allocating ", bytes, " bytes"));
+    s->data_ = host_cache().get(HostCache::round(bytes));
     return s;
   }
 #if defined(KILN_WITH_CUDA)
@@ -55,7 +103,7 @@ Storage::~Storage() {
       return;
     }
 #endif
-    std::free(data_);
+    host_cache().put(data_, HostCache::round(bytes_));
     return;
   }
 #if defined(KILN_WITH_CUDA)

@@ -13,7 +13,10 @@ namespace kiln::cpu {
 
 namespace {
 using i64 = std::int64_t;
-constexpr i64 kParallelMin = 1 << 15;  // below this, threads cost more than they save
+// Below this many elements a loop runs on one thread: memory-bound loops gain little from a second
+// thread, and OpenMP threads spinning beside OpenBLAS's own pool cost far more (measured: 10x slower
+// MLP epochs with a threshold of 32K on a 2-core machine).
+constexpr i64 kParallelMin = 1 << 20;
 
 template <class T>
 void fill_typed(Tensor& y, T v) {
@@ -263,7 +266,7 @@ void normalize_u8(const Tensor& x, const float* mean, const float* std, Tensor& 
   const std::int64_t N = x.size(0), C = x.size(1), inner = x.numel() / std::max<std::int64_t>(N * C, 1);
   const std::uint8_t* px = x.data<std::uint8_t>();
   float* py = y.data<float>();
-#pragma omp parallel for schedule(static) if (x.numel() > (1 << 15))
+#pragma omp parallel for schedule(static) if (x.numel() > (1 << 20))
   for (std::int64_t nc = 0; nc < N * C; ++nc) {
     const std::int64_t c = nc % C;
     const float a = 1.0f / (255.0f * std[c]), b = -mean[c] / std[c];
@@ -278,7 +281,7 @@ void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float l
   const float* g = grad.data<float>();
   float* buf = momentum > 0.0f ? momentum_buf.data<float>() : nullptr;
   const std::int64_t n = param.numel();
-#pragma omp parallel for schedule(static) if (n > (1 << 15))
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
   for (std::int64_t i = 0; i < n; ++i) {
     float d = g[i] + weight_decay * p[i];
     if (buf) {
@@ -294,7 +297,7 @@ void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float 
   float *p = param.data<float>(), *pm = m.data<float>(), *pv = v.data<float>();
   const float* g = grad.data<float>();
   const std::int64_t n = param.numel();
-#pragma omp parallel for schedule(static) if (n > (1 << 15))
+#pragma omp parallel for schedule(static) if (n > (1 << 20))
   for (std::int64_t i = 0; i < n; ++i) {
     float d = g[i];
     if (decoupled)
