@@ -1,5 +1,5 @@
-// Ops, part 2: log_softmax, cross_entropy, argmax, count_correct and the in-place updates
-// fill_ / axpy_, including numerically hard logits (magnitudes 1e3 to 1e4).
+// Ops, part 2: log_softmax, cross_entropy, argmax, count_correct(_), normalize_images and the
+// in-place updates fill_ / axpy_, including numerically hard logits (magnitudes 1e3 to 1e4).
 #include <cmath>
 #include <limits>
 
@@ -239,6 +239,66 @@ TEST_P(ClassifyOpsTest, CountCorrect) {
                           "count_correct " + shape_str(s) + " " + kiln::dtype_name(lt));
     }
   }
+}
+
+TEST_P(ClassifyOpsTest, CountCorrectAccumulates) {
+  // count_correct_ adds to a running int64 tally on the device
+  Tensor count = Tensor::zeros({}, DType::Int64, dev());
+  std::int64_t expected = 0;
+  std::uint64_t seed = 1650;
+  for (std::int64_t n : {37, 1, 257}) {
+    Tensor x = randn_cpu({n, 11}, seed++);
+    Tensor labels = labels_cpu(n, 11, DType::Int64, seed++);
+    DVec am = ref_argmax(to_doubles(x), n, 11), l = to_doubles(labels);
+    for (std::int64_t i = 0; i < n; ++i) expected += (am[i] == l[i]);
+    for (std::int64_t i = 0; i < n; i += 2) {  // make every other row right
+      labels.set<std::int64_t>({i}, static_cast<std::int64_t>(am[i]));
+      expected += (am[i] != l[i]);
+    }
+    kiln::count_correct_(x.to(dev()), labels.to(dev()), count);
+  }
+  EXPECT_EQ(count.device(), dev());
+  expect_equal_values(count, {static_cast<double>(expected)}, {}, "count_correct_ over three batches");
+  Tensor bad = Tensor::zeros({}, DType::Float32, dev());
+  EXPECT_THROW(kiln::count_correct_(randn_cpu({4, 3}, 1).to(dev()), labels_cpu(4, 3, DType::Int64, 2).to(dev()), bad),
+               kiln::Error)
+      << "float32 tally";
+}
+
+TEST_P(ClassifyOpsTest, NormalizeImages) {
+  struct Case {
+    Shape shape;
+    std::vector<float> mean, std;
+  };
+  const std::vector<Case> cases = {{{5, 3, 7, 9}, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}},
+                                   {{257, 1, 28, 28}, {0.1307f}, {0.3081f}},
+                                   {{2, 4, 3, 3}, {0.5f}, {0.25f}},  // one value for all channels
+                                   {{3, 2, 1031}, {0.1f, -0.2f}, {2.0f, 0.7f}}};
+  for (const Case& c : cases) {
+    const std::int64_t n = kiln::shape_numel(c.shape), C = c.shape[1], inner = n / (c.shape[0] * C);
+    std::vector<std::uint8_t> px(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) px[i] = static_cast<std::uint8_t>(kiln::philox::philox4x32(i, 1700).x);
+    px[0] = 0;
+    px[n - 1] = 255;
+    Tensor img = Tensor::from_vector(px, c.shape, dev());
+    Tensor y = kiln::normalize_images(img, c.mean, c.std);
+    EXPECT_EQ(y.dtype(), DType::Float32);
+    EXPECT_EQ(y.device(), dev());
+    Ref ref{c.shape, DVec(n), DVec(n)};
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::size_t ch = c.mean.size() == 1 ? 0 : static_cast<std::size_t>((i / inner) % C);
+      const double m = c.mean[ch], sd = c.std[ch];
+      ref.v[i] = (px[i] / 255.0 - m) / sd;
+      ref.scale[i] = (px[i] / 255.0 + std::fabs(m)) / sd;  // three roundings over these terms
+    }
+    expect_close(y, ref, kElementwiseRtol, 0, "normalize_images " + shape_str(c.shape));
+  }
+  Tensor img = Tensor::zeros({2, 3, 4, 4}, DType::UInt8, dev());
+  EXPECT_THROW(kiln::normalize_images(img, {0.1f, 0.2f}, {1.0f, 1.0f}), kiln::Error) << "2 means for 3 channels";
+  EXPECT_THROW(kiln::normalize_images(Tensor::zeros({2, 5, 4, 4}, DType::UInt8, dev()), {0.1f}, {1.0f}), kiln::Error)
+      << "C = 5 > 4";
+  EXPECT_THROW(kiln::normalize_images(Tensor::zeros({2, 3, 4, 4}, DType::Float32, dev()), {0.1f}, {1.0f}), kiln::Error)
+      << "float32 images";
 }
 
 TEST_P(ClassifyOpsTest, Fill) {

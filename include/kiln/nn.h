@@ -76,9 +76,4 @@ class Sequential final : public Module {
   std::vector<std::unique_ptr<Module>> children_;
 };
 
-// The MLP as PyTorch's nn.Sequential(Linear, ReLU, Linear, ReLU, ..., Linear): it takes [N, in]
-// (callers flatten images first) and returns logits [N, classes].
-std::unique_ptr<Sequential> mlp(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t classes,
-                                Generator& gen, Device device = Device::cpu());
-
 }  // namespace kiln::nn

@@ -90,17 +90,4 @@ void Sequential::set_training(bool training) {
   for (auto& c : children_) c->set_training(training);
 }
 
-std::unique_ptr<Sequential> mlp(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t classes,
-                                Generator& gen, Device device) {
-  auto net = std::make_unique<Sequential>();
-  std::int64_t prev = in;
-  for (std::int64_t h : hidden) {
-    net->add(std::make_unique<Linear>(prev, h, gen, device));
-    net->add(std::make_unique<ReLU>());
-    prev = h;
-  }
-  net->add(std::make_unique<Linear>(prev, classes, gen, device));
-  return net;
-}
-
 }  // namespace kiln::nn

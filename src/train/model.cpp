@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "kiln/models.h"
 #include "kiln/ops.h"
 #include "train/checkpoint.h"
 
@@ -131,7 +132,7 @@ std::unique_ptr<nn::Module> build_model(const ModelSpec& spec, Generator& gen, D
   KILN_CHECK(spec.arch == "mlp", "unknown model '", spec.arch, "' (available: mlp)");
   KILN_CHECK(spec.input.size() == 3, "model input must be [C, H, W], got ", shape_str(spec.input));
   KILN_CHECK(spec.classes >= 2, "a classifier needs at least 2 classes, got ", spec.classes);
-  return nn::mlp(shape_numel(spec.input), spec.hidden, spec.classes, gen, device);
+  return models::mlp(shape_numel(spec.input), spec.hidden, spec.classes, gen, device);
 }
 
 Tensor prepare_input(const ModelSpec& spec, const Tensor& images) {
