@@ -71,7 +71,7 @@ case "$cmd" in
     out="runs/$dataset-mlp-$(date +%Y%m%d-%H%M%S)"
     say "training; run folder $out (open $out/curves.svg in a browser)"
     "$BUILD_DIR/kiln" train --dataset "$dataset" --data "data/$dataset" --epochs 10 --batch-size 128 \
-      --optimizer sgd --lr 0.01 --momentum 0.9 --out "$out" "$@"
+      --optimizer sgd --momentum 0.9 --lr 0.1 --schedule cosine --out "$out" "$@"
     ;;
   info)
     build >/dev/null
