@@ -54,6 +54,9 @@ struct Loader::Impl {
   std::vector<std::thread> workers;
   bool stop = false;
   std::int64_t next_fill = 0, next_consume = 0, end = 0;
+  // Batches below this index have been released by the consumer. Batch b may take its slot only
+  // once batch b - K is released, so a later batch can never take the slot an earlier one waits for.
+  std::int64_t released = 0;
   double wait_s = 0.0;
 #if defined(KILN_WITH_CUDA)
   cudaStream_t copy_stream = nullptr;
@@ -174,7 +177,8 @@ struct Loader::Impl {
         if (stop || next_fill >= end) return;
         batch = next_fill++;
         s = &slots[static_cast<std::size_t>(batch) % slots.size()];
-        cv.wait(lock, [&] { return stop || s->state == SlotState::Free; });
+        const std::int64_t K = static_cast<std::int64_t>(slots.size());
+        cv.wait(lock, [&] { return stop || (s->state == SlotState::Free && batch < released + K); });
         if (stop) return;
         s->state = SlotState::Filling;
       }
@@ -202,6 +206,7 @@ struct Loader::Impl {
     if (next_consume == 0) return;
     Slot& prev = slots[static_cast<std::size_t>(next_consume - 1) % slots.size()];
     if (prev.state != SlotState::InUse) return;
+    released = next_consume;
 #if defined(KILN_WITH_CUDA)
     if (copy_stream) {
       KILN_CUDA_CHECK(cudaEventRecord(prev.consumed, cuda::current_stream(opt.device.index)));
@@ -231,7 +236,7 @@ void Loader::start_epoch(std::int64_t epoch, std::int64_t first_batch) {
     }
     m.shuffle(epoch);
     m.stop = false;
-    m.next_fill = m.next_consume = first_batch;
+    m.next_fill = m.next_consume = m.released = first_batch;
     m.end = m.batches;
     m.wait_s = 0.0;
   }
