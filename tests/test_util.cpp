@@ -87,6 +87,14 @@ Tensor fresh_on(const Tensor& t, Device device) {
   return out;
 }
 
+void poison_allocator(Device device, const std::vector<std::size_t>& bytes, int copies) {
+  std::vector<Tensor> hold;
+  for (std::size_t b : bytes)
+    for (int i = 0; i < copies; ++i)
+      hold.push_back(Tensor::full({static_cast<std::int64_t>((b + 3) / 4)}, std::numeric_limits<float>::quiet_NaN(), device));
+  if (device.is_cuda()) kiln::cuda::synchronize(device.index);
+}  // the tensors die here: their NaN-filled blocks go back to the free lists
+
 // ---- compare ------------------------------------------------------------------------------------
 
 ::testing::AssertionResult all_close(const DVec& actual, const Shape& actual_shape, const DVec& expected,
@@ -243,14 +251,19 @@ struct RunOut {
 
 bool wants_grad(const OpCase& c, std::size_t i) { return i < c.wrt.size() && c.wrt[i]; }
 
-RunOut run_case(const OpCase& c, Device device, const Tensor& r_cpu, const std::vector<Tensor>& prefill_cpu) {
+RunOut run_case(const OpCase& c, Device device, const Tensor& r_cpu, const std::vector<Tensor>& prefill_cpu,
+                const Shape& out_shape) {
   RunOut res;
   std::vector<Tensor> leaves;
+  std::vector<std::size_t> sizes{static_cast<std::size_t>(kiln::shape_numel(out_shape)) * 8};  // fits int64 too
   for (std::size_t i = 0; i < c.inputs.size(); ++i) {
     Tensor t = fresh_on(c.inputs[i], device);
     if (wants_grad(c, i)) t.set_requires_grad(true);
     leaves.push_back(t);
+    sizes.push_back(t.nbytes());
   }
+  sizes.push_back(static_cast<std::size_t>(kiln::shape_numel(out_shape)) * 4);
+  poison_allocator(device, sizes);
   res.out = c.op(leaves);
   EXPECT_TRUE(res.out.defined()) << c.name << ": op returned an undefined tensor";
   if (!res.out.defined()) return res;
@@ -260,7 +273,9 @@ RunOut run_case(const OpCase& c, Device device, const Tensor& r_cpu, const std::
   EXPECT_TRUE(res.out.requires_grad()) << c.name << ": output of an op on a requires_grad input must require grad";
   EXPECT_FALSE(res.out.is_leaf()) << c.name << ": output should carry a grad_fn";
   Tensor r = fresh_on(r_cpu, device);
-  kiln::sum(kiln::mul(res.out, r)).backward();
+  Tensor loss = kiln::sum(kiln::mul(res.out, r));
+  poison_allocator(device, sizes);  // gradient buffers too
+  loss.backward();
   for (std::size_t i = 0; i < leaves.size(); ++i) {
     if (!wants_grad(c, i)) {
       res.grads.emplace_back();
@@ -303,7 +318,7 @@ void check_op(const OpCase& c, Device device) {
       prefill.push_back(c.integer_r ? small_ints_cpu(c.inputs[i].shape(), c.seed + 1 + i)
                                     : randn_cpu(c.inputs[i].shape(), c.seed + 1 + i));
   }
-  RunOut run = run_case(c, device, r_cpu, prefill);
+  RunOut run = run_case(c, device, r_cpu, prefill, ref.shape);
   if (!run.out.defined()) return;
 
   // 1. forward vs the double reference
@@ -365,7 +380,7 @@ void check_op(const OpCase& c, Device device) {
 
   // 4. device vs CPU on the same inputs
   if (device.is_cuda()) {
-    RunOut cpu = run_case(c, Device::cpu(), r_cpu, prefill);
+    RunOut cpu = run_case(c, Device::cpu(), r_cpu, prefill, ref.shape);
     if (!cpu.out.defined()) return;
     if (c.exact) {
       expect_equal_values(run.out, to_doubles(cpu.out), cpu.out.shape(), c.name + ": gpu vs cpu forward");

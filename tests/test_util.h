@@ -105,6 +105,11 @@ Tensor labels_cpu(std::int64_t n, std::int64_t classes, DType dtype, std::uint64
 // A fresh copy of `t` on `device` (never an alias of t, also on the CPU).
 Tensor fresh_on(const Tensor& t, Device device);
 
+// Leaves NaN-filled blocks of the given sizes (in bytes) in the allocator's free lists (host and
+// device caches both reuse freed blocks), so that an op output placed in one of them shows every
+// element the op forgot to write: NaN never passes a comparison. Harmless without a cache.
+void poison_allocator(Device device, const std::vector<std::size_t>& bytes, int copies = 2);
+
 // ---- compare ------------------------------------------------------------------------------------
 
 // A double-precision reference result: values, shape and the magnitude each element's float32
@@ -181,6 +186,7 @@ struct OpCase {
 };
 
 // Runs `c` on `device`:
+//  0. NaN-poisons the allocator's free blocks of the output's and inputs' sizes;
 //  1. forward vs the double reference (shape, dtype float32 unless exact, device, values);
 //  2. loss = sum(mul(out, R)) and backward(): each wrt leaf's gradient vs the double vjp and, when
 //     c.numeric, vs central differences of the reference (which also validates the vjp);

@@ -52,6 +52,31 @@ Tensor count_correct(const Tensor& logits, const Tensor& labels);
 // Adds that number to `count` (one int64 on the same device): a running tally with no host sync.
 void count_correct_(const Tensor& logits, const Tensor& labels, Tensor& count);
 
+// ---- convolutional layers -------------------------------------------------------------------------
+struct Conv2dParams {
+  std::int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1, groups = 1;
+  // Output size along one spatial axis.
+  static std::int64_t out_size(std::int64_t in, std::int64_t k, std::int64_t stride, std::int64_t pad,
+                               std::int64_t dilation) {
+    return (in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
+  }
+};
+struct Pool2dParams {
+  std::int64_t kernel_h = 2, kernel_w = 2, stride_h = 2, stride_w = 2, pad_h = 0, pad_w = 0;
+};
+
+// x [N, C, H, W], weight [K, C / groups, R, S], bias [K] or undefined -> [N, K, P, Q].
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p = {});
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& p);
+Tensor adaptive_avg_pool2d(const Tensor& x, std::int64_t out_h, std::int64_t out_w);
+// Across channels, PyTorch semantics (AlexNet 2012: size 5, alpha 1e-4, beta 0.75, k 2).
+Tensor local_response_norm(const Tensor& x, std::int64_t size, float alpha = 1e-4f, float beta = 0.75f, float k = 1.0f);
+// Zeroes each element with probability p and scales the rest by 1 / (1 - p); identity when !training.
+// The mask comes from the counter-based RNG, so CPU and GPU drop the same elements for a given seed.
+Tensor dropout(const Tensor& x, float p, Generator& gen, bool training);
+// Bilinear resize of [N, C, H, W] to [N, C, h, w] (align_corners = false). Not differentiable.
+Tensor resize_bilinear(const Tensor& x, std::int64_t h, std::int64_t w);
+
 // ---- data -------------------------------------------------------------------------------------------
 // uint8 images [N, C, ...] -> float32 (x / 255 - mean[c]) / std[c], on the images' device (C <= 4;
 // mean and std hold one value per channel, or a single value for all).

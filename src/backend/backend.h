@@ -3,7 +3,9 @@
 
 #include <cstdint>
 
+#include "kiln/ops.h"
 #include "kiln/tensor.h"
+
 
 namespace kiln::cpu {
 #include "backend/twins.inc"
