@@ -65,7 +65,8 @@ class Interrupted : public Error {
   using Error::Error;
 };
 
-// Async-signal-safe: asks the running fit() to finish its current step, checkpoint and stop.
+// Async-signal-safe: asks fit() (running, or about to run) to finish its current step, checkpoint and
+// stop; the request is consumed when fit() throws Interrupted.
 void request_stop();
 // Installs request_stop() as the SIGINT and SIGTERM handler.
 void install_signal_handlers();

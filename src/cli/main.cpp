@@ -161,13 +161,12 @@ int main(int argc, char** argv) {
   train->add_option("--data", data_dir, "Dataset folder (default: data/<dataset>)");
   train->add_option("--epochs", cfg.epochs, "Number of epochs (the total, also when resuming)")->capture_default_str();
   train->add_option("--batch-size", cfg.batch_size, "Images per step")->capture_default_str();
-  auto* lr_opt = train->add_option("--lr", cfg.lr, "Learning rate (default: 0.1 for sgd, 0.001 for adam/adamw)");
+  auto* lr_opt = train->add_option("--lr", cfg.lr, "Learning rate (default: 0.05 for sgd, 0.001 for adam/adamw)");
   train->add_option("--optimizer", cfg.optimizer, "sgd | adam | adamw")->capture_default_str();
   train->add_option("--momentum", cfg.momentum, "SGD momentum")->capture_default_str();
   train->add_flag("--nesterov", cfg.nesterov, "Nesterov momentum (SGD)");
   train->add_option("--weight-decay", cfg.weight_decay, "Weight decay (L2 for sgd/adam, decoupled for adamw)")
       ->capture_default_str();
-  cfg.schedule = "cosine";
   train->add_option("--schedule", cfg.schedule, "Learning-rate schedule: constant | step | cosine")->capture_default_str();
   train->add_option("--warmup-epochs", cfg.warmup_epochs, "Linear learning-rate warm-up epochs")->capture_default_str();
   train->add_option("--step-epochs", cfg.step_epochs, "Step schedule: multiply lr by --gamma every N epochs (0: epochs/3)");
@@ -221,7 +220,7 @@ int main(int argc, char** argv) {
       cfg.model.hidden = parse_hidden(hidden_text);
       dataset_stats(cfg.dataset, cfg.model.mean, cfg.model.std);
       cfg.progress = !quiet;
-      if (lr_opt->count() == 0) cfg.lr = cfg.optimizer == "sgd" ? 0.1f : 1e-3f;
+      if (lr_opt->count() == 0) cfg.lr = cfg.optimizer == "sgd" ? 0.05f : 1e-3f;
       cfg.validate();
       cfg.device = resolve_device(device_text);
       if (data_dir.empty()) data_dir = default_data_dir(cfg.dataset);

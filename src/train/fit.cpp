@@ -324,7 +324,6 @@ std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, 
   };
 
   detail::Progress progress(config.progress);
-  g_stop.store(false);
   for (int epoch = pos.epoch; epoch < config.epochs; ++epoch) {
     const bool resuming_here = epoch == pos.epoch && pos.batch > 0;
     Position cur;
@@ -390,6 +389,7 @@ std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, 
         p.elapsed = cur.elapsed + std::chrono::duration<double>(Clock::now() - t0).count();
         p.wait = cur.wait + loader.wait_seconds();
         save(p);
+        g_stop.store(false);  // handled: a later fit() in this process starts afresh
         throw Interrupted(kiln::detail::str("interrupted in epoch ", epoch + 1, " after step ", step_in_epoch, " of ",
                                       steps_per_epoch,
                                       dir.empty() ? std::string("; no --out folder, nothing saved")
