@@ -1,6 +1,9 @@
-// kiln/data.h — datasets on disk: IDX files (MNIST, Fashion-MNIST).
+// kiln/data.h — datasets: IDX files (MNIST, Fashion-MNIST) in memory, and the Source interface the
+// Loader draws samples from (image folders: kiln/image.h).
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,27 @@ struct Dataset {
   std::vector<std::string> class_names;
   std::int64_t size() const { return labels.defined() ? labels.numel() : 0; }
 };
+
+// Where the Loader takes samples from: an in-memory dataset, or an image folder decoded on the fly.
+// load() is called from the loader's worker threads concurrently and must be thread-safe.
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual std::int64_t size() const = 0;
+  virtual Shape sample_shape() const = 0;  // [C, H, W] of every produced sample
+  virtual std::int64_t num_classes() const = 0;
+  virtual std::vector<std::string> class_names() const = 0;
+  virtual std::int32_t label(std::int64_t index) const = 0;
+  // Writes sample `index` as uint8 [C, H, W] into dst. `rng` is a per-(epoch, position) counter that
+  // seeds random augmentation, so a sample's augmentation is reproducible. Returns false when the
+  // sample cannot be produced (a file that fails to decode); strict sources throw instead.
+  virtual bool load(std::int64_t index, std::uint8_t* dst, std::uint64_t rng) const = 0;
+  // A short description for progress output ("60000 images 1x28x28").
+  virtual std::string describe() const;
+};
+
+// A Source over a Dataset held in memory (the dataset must outlive it).
+std::shared_ptr<const Source> in_memory(const Dataset& dataset);
 
 // Loads the train or test split of MNIST or Fashion-MNIST from `dir`, which holds the four standard
 // files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,

@@ -32,6 +32,7 @@ class Loader {
  public:
   // `dataset` must outlive the loader.
   Loader(const Dataset& dataset, const LoaderOptions& options);
+  Loader(std::shared_ptr<const Source> source, const LoaderOptions& options);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -47,6 +48,9 @@ class Loader {
   std::int64_t dataset_size() const;
   // Seconds next() spent waiting for a batch since start_epoch (the data-wait time).
   double wait_seconds() const;
+  // Samples the source could not produce since start_epoch (each replaced by the next sample of
+  // the epoch's order).
+  std::int64_t skipped() const;
 
  private:
   struct Impl;

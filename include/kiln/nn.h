@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kiln/io.h"
+#include "kiln/ops.h"
 #include "kiln/tensor.h"
 
 namespace kiln::nn {
@@ -61,19 +62,74 @@ class Flatten final : public Module {
   std::string kind() const override { return "Flatten"; }
 };
 
-// Children named "0", "1", ... like torch.nn.Sequential.
+// Children named "0", "1", ... like torch.nn.Sequential, or by the name given to add().
 class Sequential final : public Module {
  public:
   Sequential& add(std::unique_ptr<Module> m);
+  Sequential& add(const std::string& name, std::unique_ptr<Module> m);
   Tensor forward(const Tensor& x) override;
   std::string kind() const override { return "Sequential"; }
   void collect(const std::string& prefix, Slots& out) override;
   void set_training(bool training) override;
   std::size_t size() const { return children_.size(); }
-  Module& operator[](std::size_t i) { return *children_[i]; }
+  Module& operator[](std::size_t i) { return *children_[i].second; }
 
  private:
-  std::vector<std::unique_ptr<Module>> children_;
+  std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
+};
+
+class Conv2d final : public Module {
+ public:
+  // He/Kaiming-normal weights (std = sqrt(2 / fan_in), fan_in = in/groups * k * k), zero bias.
+  Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, Generator& gen, Device device = Device::cpu(),
+         std::int64_t stride = 1, std::int64_t padding = 0, std::int64_t groups = 1);
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "Conv2d"; }
+  void collect(const std::string& prefix, Slots& out) override;
+  Tensor weight;  // [out, in / groups, k, k]
+  Tensor bias;    // [out]
+  Conv2dParams params;
+};
+
+class MaxPool2d final : public Module {
+ public:
+  MaxPool2d(std::int64_t kernel, std::int64_t stride, std::int64_t padding = 0);
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "MaxPool2d"; }
+  Pool2dParams params;
+};
+
+class AdaptiveAvgPool2d final : public Module {
+ public:
+  AdaptiveAvgPool2d(std::int64_t h, std::int64_t w) : h_(h), w_(w) {}
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "AdaptiveAvgPool2d"; }
+
+ private:
+  std::int64_t h_, w_;
+};
+
+class LocalResponseNorm final : public Module {
+ public:
+  LocalResponseNorm(std::int64_t size, float alpha, float beta, float k) : size_(size), alpha_(alpha), beta_(beta), k_(k) {}
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "LocalResponseNorm"; }
+
+ private:
+  std::int64_t size_;
+  float alpha_, beta_, k_;
+};
+
+// Draws its masks from a generator shared by the model (saved in checkpoints for exact resume).
+class Dropout final : public Module {
+ public:
+  Dropout(float p, std::shared_ptr<Generator> gen) : p_(p), gen_(std::move(gen)) {}
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "Dropout"; }
+
+ private:
+  float p_;
+  std::shared_ptr<Generator> gen_;
 };
 
 }  // namespace kiln::nn

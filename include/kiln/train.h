@@ -17,21 +17,26 @@ namespace kiln::train {
 
 // What a model is, as stored in a checkpoint's metadata.
 struct ModelSpec {
-  std::string arch = "mlp";                   // "mlp"
+  std::string arch = "mlp";                   // "mlp" | "alexnet" | "alexnet2012"
   std::vector<std::int64_t> hidden{512, 256}; // MLP hidden sizes
-  Shape input{1, 28, 28};                     // [C, H, W] of one image
+  std::int64_t groups = 1;                    // alexnet2012: 2 for the paper's two-tower convolutions
+  Shape input{1, 28, 28};                     // [C, H, W] the model takes (images are resized to it)
   std::int64_t classes = 10;
   std::vector<std::string> class_names;
   std::vector<float> mean{0.1307f}, std{0.3081f};  // input normalisation, per channel
 };
 
-std::unique_ptr<nn::Module> build_model(const ModelSpec& spec, Generator& gen, Device device);
-// uint8 images [N, C, H, W] on the model's device -> the model's input (normalised; flattened for MLPs).
+// `dropout_gen` feeds the model's dropout masks (a fresh one when null).
+std::unique_ptr<nn::Module> build_model(const ModelSpec& spec, Generator& gen, Device device,
+                                        std::shared_ptr<Generator> dropout_gen = nullptr);
+// uint8 images [N, C, H, W] on the model's device -> the model's input: normalised, resized on the
+// device to spec.input when the images are smaller or larger, flattened for MLPs.
 Tensor prepare_input(const ModelSpec& spec, const Tensor& images);
 
 struct Config {
   ModelSpec model;
   std::string dataset = "mnist";
+  std::int64_t resize = 0;  // > 0: resize images to resize x resize on the device (MNIST at 224 for AlexNet)
   int epochs = 10;
   std::int64_t batch_size = 128;
   std::string optimizer = "sgd";  // sgd | adam | adamw
@@ -73,6 +78,8 @@ void install_signal_handlers();
 
 // Trains per `config` (resuming from out_dir/checkpoint.safetensors when config.resume), evaluating on
 // `test` after every epoch, and returns the metrics of every epoch (earlier ones too, when resumed).
+std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::Source> train,
+                              std::shared_ptr<const data::Source> test);
 std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, const data::Dataset& test);
 
 struct EvalResult {
@@ -81,6 +88,8 @@ struct EvalResult {
 };
 EvalResult evaluate(nn::Module& model, const ModelSpec& spec, const data::Dataset& dataset, Device device,
                     std::int64_t batch_size = 256, int workers = 2);
+EvalResult evaluate(nn::Module& model, const ModelSpec& spec, std::shared_ptr<const data::Source> source,
+                    Device device, std::int64_t batch_size = 256, int workers = 2);
 
 // A loaded model: from a kiln checkpoint, or a weights-only safetensors file (PyTorch-written) whose
 // architecture is inferred from its tensor names and shapes.

@@ -73,8 +73,10 @@ void dataset_stats(const std::string& name, std::vector<float>& mean, std::vecto
     mean = {0.1307f}, std = {0.3081f};
   } else if (name == "fashion-mnist") {
     mean = {0.2860f}, std = {0.3530f};
+  } else if (name == "imagefolder") {  // ImageNet statistics (their mean for grey images)
+    mean = {0.485f, 0.456f, 0.406f}, std = {0.229f, 0.224f, 0.225f};
   } else {
-    KILN_FAIL("unknown --dataset '", name, "' (expected mnist or fashion-mnist)");
+    KILN_FAIL("unknown --dataset '", name, "' (expected mnist, fashion-mnist or imagefolder)");
   }
 }
 
@@ -102,14 +104,22 @@ int cmd_predict(const std::string& ckpt, const std::vector<std::string>& images,
   const Device dev = resolve_device(device_text);
   auto loaded = kiln::train::load_model(ckpt, dev);
   const auto& spec = loaded.spec;
-  if (!loaded.from_kiln) dataset_stats("mnist", loaded.spec.mean, loaded.spec.std);
+  if (!loaded.from_kiln && spec.arch == "mlp") dataset_stats("mnist", loaded.spec.mean, loaded.spec.std);
   const int C = static_cast<int>(spec.input[0]), H = static_cast<int>(spec.input[1]), W = static_cast<int>(spec.input[2]);
   // Decode everything first: one bad file fails the command before anything is printed.
   const std::int64_t n = static_cast<std::int64_t>(images.size());
   kiln::Tensor batch = kiln::Tensor::empty({n, C, H, W}, kiln::DType::UInt8);
   for (std::int64_t i = 0; i < n; ++i) {
-    kiln::Tensor img = kiln::data::load_image(images[static_cast<std::size_t>(i)], C, H, W);
-    std::memcpy(batch.data<std::uint8_t>() + i * img.numel(), img.raw_data(), img.nbytes());
+    std::uint8_t* dst = batch.data<std::uint8_t>() + i * C * H * W;
+    if (H >= 64) {  // CNNs: the evaluation transform (shorter side to H * 8/7, centre crop)
+      const auto img = kiln::data::decode_image(images[static_cast<std::size_t>(i)], C);
+      const double scale = std::min(img.width, img.height) / (H * 8.0 / 7.0);
+      const double cw = std::min<double>(img.width, W * scale), ch = std::min<double>(img.height, H * scale);
+      kiln::data::crop_resize(img, (img.width - cw) / 2, (img.height - ch) / 2, cw, ch, H, W, false, dst);
+    } else {
+      kiln::Tensor img = kiln::data::load_image(images[static_cast<std::size_t>(i)], C, H, W);
+      std::memcpy(dst, img.raw_data(), img.nbytes());
+    }
   }
   kiln::NoGradGuard no_grad;
   kiln::Tensor logp = kiln::log_softmax((*loaded.model)(kiln::train::prepare_input(spec, batch.to(dev))));
@@ -155,10 +165,20 @@ int main(int argc, char** argv) {
   kiln::train::Config cfg;
   std::string device_text = "auto", data_dir, hidden_text = "512,256", model_name = "mlp";
   auto* train = app.add_subcommand("train", "Train a model; writes checkpoints, metrics.jsonl and curves.svg to --out");
-  train->add_option("--model", model_name, "Model architecture: mlp")->capture_default_str();
+  std::string val_dir;
+  int image_size = 224, channels = 3;
+  bool strict = false;
+  train->add_option("--model", model_name, "Model architecture: mlp | alexnet | alexnet2012")->capture_default_str();
   train->add_option("--hidden", hidden_text, "MLP hidden layer sizes, comma-separated")->capture_default_str();
-  train->add_option("--dataset", cfg.dataset, "mnist | fashion-mnist")->capture_default_str();
-  train->add_option("--data", data_dir, "Dataset folder (default: data/<dataset>)");
+  train->add_option("--groups", cfg.model.groups, "alexnet2012: 2 for the paper's two-tower convolutions")
+      ->capture_default_str();
+  train->add_option("--dataset", cfg.dataset, "mnist | fashion-mnist | imagefolder")->capture_default_str();
+  train->add_option("--data", data_dir, "Dataset folder (default: data/<dataset>; imagefolder: DIR/<class>/<image>)");
+  train->add_option("--val-data", val_dir, "imagefolder: validation folder (default: a seeded 10% hold-out)");
+  train->add_option("--image-size", image_size, "imagefolder: crop size fed to the model")->capture_default_str();
+  train->add_option("--channels", channels, "imagefolder: 3 (RGB) or 1 (grey)")->capture_default_str();
+  train->add_flag("--strict", strict, "imagefolder: a file that fails to decode is an error (default: skipped, counted)");
+  train->add_option("--resize", cfg.resize, "Resize images to NxN on the device (e.g. 224 for AlexNet on MNIST)");
   train->add_option("--epochs", cfg.epochs, "Number of epochs (the total, also when resuming)")->capture_default_str();
   train->add_option("--batch-size", cfg.batch_size, "Images per step")->capture_default_str();
   auto* lr_opt = train->add_option("--lr", cfg.lr, "Learning rate (default: 0.05 for sgd, 0.001 for adam/adamw)");
@@ -183,10 +203,10 @@ int main(int argc, char** argv) {
   // ---- eval
   std::string ckpt, eval_dataset = "mnist", eval_data, eval_device = "auto";
   std::int64_t eval_batch = 256;
-  auto* eval = app.add_subcommand("eval", "Evaluate a checkpoint on a dataset's test split");
+  auto* eval = app.add_subcommand("eval", "Evaluate a checkpoint on a dataset's test split (or an image folder)");
   eval->add_option("--checkpoint", ckpt, "A kiln checkpoint/model file, or PyTorch-written weights (safetensors)")
       ->required();
-  eval->add_option("--dataset", eval_dataset, "mnist | fashion-mnist")->capture_default_str();
+  eval->add_option("--dataset", eval_dataset, "mnist | fashion-mnist | imagefolder")->capture_default_str();
   eval->add_option("--data", eval_data, "Dataset folder (default: data/<dataset>)");
   eval->add_option("--batch-size", eval_batch, "Images per batch")->capture_default_str();
   eval->add_option("--device", eval_device, "auto | cpu | cuda | cuda:N")->capture_default_str();
@@ -215,7 +235,10 @@ int main(int argc, char** argv) {
     if (info->parsed()) return cmd_info();
 
     if (train->parsed()) {
-      KILN_CHECK(model_name == "mlp", "unknown --model '", model_name, "' (available: mlp)");
+      KILN_CHECK(model_name == "mlp" || model_name == "alexnet" || model_name == "alexnet2012", "unknown --model '",
+                 model_name, "' (available: mlp, alexnet, alexnet2012)");
+      KILN_CHECK(cfg.model.groups == 1 || (cfg.model.groups == 2 && model_name == "alexnet2012"),
+                 "--groups 2 is only for --model alexnet2012");
       cfg.model.arch = model_name;
       cfg.model.hidden = parse_hidden(hidden_text);
       dataset_stats(cfg.dataset, cfg.model.mean, cfg.model.std);
@@ -224,10 +247,32 @@ int main(int argc, char** argv) {
       cfg.validate();
       cfg.device = resolve_device(device_text);
       if (data_dir.empty()) data_dir = default_data_dir(cfg.dataset);
-      const auto train_set = kiln::data::load_mnist(data_dir, true, cfg.dataset);
-      const auto test_set = kiln::data::load_mnist(data_dir, false, cfg.dataset);
+      std::shared_ptr<const kiln::data::Source> train_src, test_src;
+      kiln::data::Dataset train_set, test_set;
+      if (cfg.dataset == "imagefolder") {
+        KILN_CHECK(channels == 1 || channels == 3, "--channels must be 1 or 3, got ", channels);
+        if (channels == 1) cfg.model.mean = {0.449f}, cfg.model.std = {0.226f};
+        kiln::data::ImageFolderOptions tr, ev;
+        tr.channels = ev.channels = channels;
+        tr.size = ev.size = image_size;
+        tr.strict = ev.strict = strict;
+        ev.augment = false;
+        if (!val_dir.empty()) {
+          train_src = std::make_shared<kiln::data::ImageFolder>(data_dir, tr);
+          test_src = std::make_shared<kiln::data::ImageFolder>(val_dir, ev);
+        } else {
+          const kiln::data::ImageFolder all(data_dir, tr);
+          auto [a, b] = kiln::data::ImageFolder::split(all, 0.1, cfg.seed, tr, ev);
+          train_src = a, test_src = b;
+        }
+      } else {
+        train_set = kiln::data::load_mnist(data_dir, true, cfg.dataset);
+        test_set = kiln::data::load_mnist(data_dir, false, cfg.dataset);
+        train_src = kiln::data::in_memory(train_set);
+        test_src = kiln::data::in_memory(test_set);
+      }
       kiln::train::install_signal_handlers();
-      const auto history = kiln::train::fit(cfg, train_set, test_set);
+      const auto history = kiln::train::fit(cfg, train_src, test_src);
       if (!quiet && !history.empty())
         std::printf("done: test accuracy %.2f%% after %d epochs; run folder %s\n", 100 * history.back().test_acc,
                     history.back().epoch, cfg.out_dir.c_str());
@@ -239,9 +284,20 @@ int main(int argc, char** argv) {
       const Device dev = resolve_device(eval_device);
       auto loaded = kiln::train::load_model(ckpt, dev);
       if (eval_data.empty()) eval_data = default_data_dir(eval_dataset);
-      const auto test_set = kiln::data::load_mnist(eval_data, false, eval_dataset);
       if (!loaded.from_kiln) dataset_stats(eval_dataset, loaded.spec.mean, loaded.spec.std);
-      const auto r = kiln::train::evaluate(*loaded.model, loaded.spec, test_set, dev, eval_batch);
+      kiln::data::Dataset test_set;
+      std::shared_ptr<const kiln::data::Source> src;
+      if (eval_dataset == "imagefolder") {
+        kiln::data::ImageFolderOptions ev;
+        ev.channels = static_cast<int>(loaded.spec.input[0]);
+        ev.size = static_cast<int>(loaded.spec.input[1]);
+        ev.augment = false;
+        src = std::make_shared<kiln::data::ImageFolder>(eval_data, ev);
+      } else {
+        test_set = kiln::data::load_mnist(eval_data, false, eval_dataset);
+        src = kiln::data::in_memory(test_set);
+      }
+      const auto r = kiln::train::evaluate(*loaded.model, loaded.spec, src, dev, eval_batch);
       std::printf("%s on %s test (%lld images): loss %.4f accuracy %.2f%%\n", ckpt.c_str(), eval_dataset.c_str(),
                   static_cast<long long>(r.samples), r.loss, 100 * r.accuracy);
       return 0;

@@ -11,57 +11,62 @@
 
 namespace kiln::data {
 
-namespace {
-// Resamples one channel plane (src h x w) to (H x W): box filter when shrinking, bilinear otherwise.
-void resize_plane(const float* src, int h, int w, float* dst, int H, int W) {
-  const double sy = static_cast<double>(h) / H, sx = static_cast<double>(w) / W;
-  for (int y = 0; y < H; ++y)
-    for (int x = 0; x < W; ++x) {
-      double v = 0.0;
-      if (sy >= 1.0 && sx >= 1.0) {  // area average over the source footprint
-        const double y0 = y * sy, y1 = (y + 1) * sy, x0 = x * sx, x1 = (x + 1) * sx;
-        double wsum = 0.0;
-        for (int yy = static_cast<int>(y0); yy < std::min(h, static_cast<int>(std::ceil(y1))); ++yy) {
-          const double wy = std::min<double>(yy + 1, y1) - std::max<double>(yy, y0);
-          for (int xx = static_cast<int>(x0); xx < std::min(w, static_cast<int>(std::ceil(x1))); ++xx) {
-            const double wx = std::min<double>(xx + 1, x1) - std::max<double>(xx, x0);
-            v += wy * wx * src[yy * w + xx];
-            wsum += wy * wx;
-          }
-        }
-        v = wsum > 0 ? v / wsum : 0.0;
-      } else {  // bilinear, pixel centres aligned
-        const double fy = std::clamp((y + 0.5) * sy - 0.5, 0.0, h - 1.0);
-        const double fx = std::clamp((x + 0.5) * sx - 0.5, 0.0, w - 1.0);
-        const int y0 = static_cast<int>(fy), x0 = static_cast<int>(fx);
-        const int y1 = std::min(y0 + 1, h - 1), x1 = std::min(x0 + 1, w - 1);
-        const double ay = fy - y0, ax = fx - x0;
-        v = (1 - ay) * ((1 - ax) * src[y0 * w + x0] + ax * src[y0 * w + x1]) +
-            ay * ((1 - ax) * src[y1 * w + x0] + ax * src[y1 * w + x1]);
-      }
-      dst[y * W + x] = static_cast<float>(v);
-    }
+Image decode_image(const std::string& path, int channels) {
+  KILN_CHECK(channels == 1 || channels == 3, "decode_image: channels must be 1 or 3, got ", channels);
+  int w = 0, h = 0, n = 0;
+  // stb converts 16-bit images to 8 bits and any channel count (grey, grey+alpha, RGB, RGBA) to the
+  // one requested. stbi_failure_reason() is thread-local in this build (STBI_THREAD_LOCAL).
+  stbi_uc* pixels = stbi_load(path.c_str(), &w, &h, &n, channels);
+  if (!pixels) KILN_FAIL(path, ": cannot decode image: ", stbi_failure_reason());
+  Image img;
+  img.width = w, img.height = h, img.channels = channels;
+  img.pixels.assign(pixels, pixels + static_cast<std::size_t>(w) * h * channels);
+  stbi_image_free(pixels);
+  return img;
 }
-}  // namespace
+
+void crop_resize(const Image& img, double bx, double by, double bw, double bh, int H, int W, bool flip,
+                 std::uint8_t* dst) {
+  const int C = img.channels, w = img.width, h = img.height;
+  const double sy = bh / H, sx = bw / W;
+  const std::uint8_t* src = img.pixels.data();
+  for (int c = 0; c < C; ++c)
+    for (int y = 0; y < H; ++y)
+      for (int xo = 0; xo < W; ++xo) {
+        const int x = flip ? W - 1 - xo : xo;
+        double v = 0.0;
+        if (sy >= 1.0 && sx >= 1.0) {  // area average over the source footprint
+          const double y0 = by + y * sy, y1 = y0 + sy, x0 = bx + x * sx, x1 = x0 + sx;
+          double wsum = 0.0;
+          const int ye = std::min(h, static_cast<int>(std::ceil(y1))), xe = std::min(w, static_cast<int>(std::ceil(x1)));
+          for (int yy = std::max(0, static_cast<int>(y0)); yy < ye; ++yy) {
+            const double wy = std::min<double>(yy + 1, y1) - std::max<double>(yy, y0);
+            for (int xx = std::max(0, static_cast<int>(x0)); xx < xe; ++xx) {
+              const double wx = std::min<double>(xx + 1, x1) - std::max<double>(xx, x0);
+              v += wy * wx * src[(static_cast<std::size_t>(yy) * w + xx) * C + c];
+              wsum += wy * wx;
+            }
+          }
+          v = wsum > 0 ? v / wsum : 0.0;
+        } else {  // bilinear, pixel centres aligned
+          const double fy = std::clamp(by + (y + 0.5) * sy - 0.5, 0.0, h - 1.0);
+          const double fx = std::clamp(bx + (x + 0.5) * sx - 0.5, 0.0, w - 1.0);
+          const int y0 = static_cast<int>(fy), x0 = static_cast<int>(fx);
+          const int y1 = std::min(y0 + 1, h - 1), x1 = std::min(x0 + 1, w - 1);
+          const double ay = fy - y0, ax = fx - x0;
+          auto at = [&](int yy, int xx) { return static_cast<double>(src[(static_cast<std::size_t>(yy) * w + xx) * C + c]); };
+          v = (1 - ay) * ((1 - ax) * at(y0, x0) + ax * at(y0, x1)) + ay * ((1 - ax) * at(y1, x0) + ax * at(y1, x1));
+        }
+        dst[(static_cast<std::size_t>(c) * H + y) * W + xo] = static_cast<std::uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+      }
+}
 
 Tensor load_image(const std::string& path, int channels, int height, int width) {
   KILN_CHECK(channels == 1 || channels == 3, "load_image: channels must be 1 or 3, got ", channels);
   KILN_CHECK(height > 0 && width > 0, "load_image: bad target size ", height, "x", width);
-  int w = 0, h = 0, n = 0;
-  // stb converts 16-bit images to 8 bits and any channel count to the one requested.
-  stbi_uc* pixels = stbi_load(path.c_str(), &w, &h, &n, channels);
-  if (!pixels) KILN_FAIL(path, ": cannot decode image: ", stbi_failure_reason());
-  std::vector<float> plane(static_cast<std::size_t>(w) * h), out(static_cast<std::size_t>(width) * height);
+  const Image img = decode_image(path, channels);
   Tensor t = Tensor::empty({channels, height, width}, DType::UInt8);
-  std::uint8_t* dst = t.data<std::uint8_t>();
-  for (int c = 0; c < channels; ++c) {
-    for (std::size_t i = 0; i < plane.size(); ++i) plane[i] = pixels[i * static_cast<std::size_t>(channels) + c];
-    resize_plane(plane.data(), h, w, out.data(), height, width);
-    for (std::size_t i = 0; i < out.size(); ++i)
-      dst[static_cast<std::size_t>(c) * out.size() + i] =
-          static_cast<std::uint8_t>(std::clamp(std::lround(out[i]), 0L, 255L));
-  }
-  stbi_image_free(pixels);
+  crop_resize(img, 0, 0, img.width, img.height, height, width, false, t.data<std::uint8_t>());
   return t;
 }
 

@@ -8,6 +8,7 @@
 #include "kiln/loader.h"
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -42,7 +43,7 @@ struct Slot {
 }  // namespace
 
 struct Loader::Impl {
-  const Dataset& ds;
+  std::shared_ptr<const Source> src;
   LoaderOptions opt;
   std::int64_t n = 0, sample_bytes = 0, batches = 0;
   Shape image_shape;  // [C, H, W]
@@ -58,19 +59,19 @@ struct Loader::Impl {
   // once batch b - K is released, so a later batch can never take the slot an earlier one waits for.
   std::int64_t released = 0;
   double wait_s = 0.0;
+  std::atomic<std::int64_t> skipped{0};
+  std::uint64_t epoch_seed = 0;
 #if defined(KILN_WITH_CUDA)
   cudaStream_t copy_stream = nullptr;
 #endif
 
-  Impl(const Dataset& d, const LoaderOptions& o) : ds(d), opt(o) {
-    KILN_CHECK(d.images.defined() && d.labels.defined() && d.images.dim() >= 2, "loader: dataset has no images");
-    KILN_CHECK(d.images.dtype() == DType::UInt8 && d.labels.dtype() == DType::Int32,
-               "loader: expected uint8 images and int32 labels, got ", d.images.str(), " and ", d.labels.str());
+  Impl(std::shared_ptr<const Source> s, const LoaderOptions& o) : src(std::move(s)), opt(o) {
+    KILN_CHECK(src != nullptr, "loader: no source");
     KILN_CHECK(o.batch_size > 0, "loader: batch size must be positive, got ", o.batch_size);
     KILN_CHECK(o.workers >= 1 && o.workers <= 256, "loader: workers must be in [1, 256], got ", o.workers);
-    n = d.size();
+    n = src->size();
     KILN_CHECK(n > 0, "loader: the dataset is empty");
-    image_shape.assign(d.images.shape().begin() + 1, d.images.shape().end());
+    image_shape = src->sample_shape();
     sample_bytes = shape_numel(image_shape);
     batches = o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
     KILN_CHECK(batches > 0, "loader: batch size ", o.batch_size, " exceeds the dataset's ", n,
@@ -139,14 +140,20 @@ struct Loader::Impl {
   void fill(Slot& s, std::int64_t batch) {
     const std::int64_t first = batch * opt.batch_size;
     const std::int64_t count = std::min(opt.batch_size, n - first);
-    const auto* src = ds.images.data<std::uint8_t>();
-    const auto* lab = ds.labels.data<std::int32_t>();
     auto* dst = s.host_images.data<std::uint8_t>();
     auto* dl = s.host_labels.data<std::int32_t>();
     for (std::int64_t k = 0; k < count; ++k) {
-      const std::int64_t idx = order[static_cast<std::size_t>(first + k)];
-      std::memcpy(dst + k * sample_bytes, src + idx * sample_bytes, static_cast<std::size_t>(sample_bytes));
-      dl[k] = lab[idx];
+      const std::int64_t pos = first + k;
+      // A sample that cannot be produced is replaced by the next ones in the epoch's order.
+      bool ok = false;
+      for (std::int64_t t = 0; t < std::min<std::int64_t>(n, 64) && !ok; ++t) {
+        const std::int64_t idx = order[static_cast<std::size_t>((pos + t) % n)];
+        const std::uint64_t rng = (epoch_seed << 32) ^ static_cast<std::uint64_t>(pos);
+        ok = src->load(idx, dst + k * sample_bytes, rng);
+        if (ok) dl[k] = src->label(idx);
+        else skipped.fetch_add(1);
+      }
+      KILN_CHECK(ok, "loader: 64 samples in a row could not be loaded (see the skipped-file count); is the data readable?");
     }
     s.count = count;
 #if defined(KILN_WITH_CUDA)
@@ -218,7 +225,10 @@ struct Loader::Impl {
 };
 
 Loader::Loader(const Dataset& dataset, const LoaderOptions& options)
-    : impl_(std::make_unique<Impl>(dataset, options)) {}
+    : impl_(std::make_unique<Impl>(in_memory(dataset), options)) {}
+
+Loader::Loader(std::shared_ptr<const Source> source, const LoaderOptions& options)
+    : impl_(std::make_unique<Impl>(std::move(source), options)) {}
 
 Loader::~Loader() = default;
 
@@ -235,6 +245,8 @@ void Loader::start_epoch(std::int64_t epoch, std::int64_t first_batch) {
       s.error = nullptr;
     }
     m.shuffle(epoch);
+    m.epoch_seed = m.opt.seed * 1000003ull + static_cast<std::uint64_t>(epoch);
+    m.skipped = 0;
     m.stop = false;
     m.next_fill = m.next_consume = m.released = first_batch;
     m.end = m.batches;
@@ -293,5 +305,6 @@ bool Loader::next(Batch& batch) {
 std::int64_t Loader::batches_per_epoch() const { return impl_->batches; }
 std::int64_t Loader::dataset_size() const { return impl_->n; }
 double Loader::wait_seconds() const { return impl_->wait_s; }
+std::int64_t Loader::skipped() const { return impl_->skipped.load(); }
 
 }  // namespace kiln::data

@@ -70,24 +70,59 @@ void Linear::collect(const std::string& prefix, Slots& out) {
 
 Tensor ReLU::forward(const Tensor& x) { return relu(x); }
 
-Sequential& Sequential::add(std::unique_ptr<Module> m) {
-  children_.push_back(std::move(m));
+Sequential& Sequential::add(std::unique_ptr<Module> m) { return add(std::to_string(children_.size()), std::move(m)); }
+
+Sequential& Sequential::add(const std::string& name, std::unique_ptr<Module> m) {
+  children_.emplace_back(name, std::move(m));
   return *this;
 }
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (auto& c : children_) h = c->forward(h);
+  for (auto& [name, c] : children_) h = c->forward(h);
   return h;
 }
 
 void Sequential::collect(const std::string& prefix, Slots& out) {
-  for (std::size_t i = 0; i < children_.size(); ++i) children_[i]->collect(prefix + std::to_string(i) + ".", out);
+  for (auto& [name, c] : children_) c->collect(prefix + name + ".", out);
 }
 
 void Sequential::set_training(bool training) {
   Module::set_training(training);
-  for (auto& c : children_) c->set_training(training);
+  for (auto& [name, c] : children_) c->set_training(training);
 }
+
+Conv2d::Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, Generator& gen, Device device,
+               std::int64_t stride, std::int64_t padding, std::int64_t groups) {
+  KILN_CHECK(in > 0 && out > 0 && kernel > 0 && groups > 0 && in % groups == 0 && out % groups == 0,
+             "Conv2d(", in, ", ", out, ", kernel ", kernel, ", groups ", groups,
+             "): sizes must be positive and channels divisible by groups");
+  const float fan_in = static_cast<float>(in / groups * kernel * kernel);
+  weight = Tensor::randn({out, in / groups, kernel, kernel}, gen, device, 0.0f, std::sqrt(2.0f / fan_in));
+  weight.set_requires_grad(true);
+  bias = Tensor::zeros({out}, DType::Float32, device);
+  bias.set_requires_grad(true);
+  params.stride_h = params.stride_w = stride;
+  params.pad_h = params.pad_w = padding;
+  params.groups = groups;
+}
+
+Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, params); }
+
+void Conv2d::collect(const std::string& prefix, Slots& out) {
+  out.emplace_back(prefix + "weight", &weight);
+  out.emplace_back(prefix + "bias", &bias);
+}
+
+MaxPool2d::MaxPool2d(std::int64_t kernel, std::int64_t stride, std::int64_t padding) {
+  params.kernel_h = params.kernel_w = kernel;
+  params.stride_h = params.stride_w = stride;
+  params.pad_h = params.pad_w = padding;
+}
+
+Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, params); }
+Tensor AdaptiveAvgPool2d::forward(const Tensor& x) { return adaptive_avg_pool2d(x, h_, w_); }
+Tensor LocalResponseNorm::forward(const Tensor& x) { return local_response_norm(x, size_, alpha_, beta_, k_); }
+Tensor Dropout::forward(const Tensor& x) { return dropout(x, p_, *gen_, training()); }
 
 }  // namespace kiln::nn

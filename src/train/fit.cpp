@@ -36,6 +36,7 @@ void Config::validate() const {
   KILN_CHECK(warmup_epochs >= 0 && warmup_epochs < epochs, "--warmup-epochs must be in [0, epochs), got ",
              warmup_epochs);
   KILN_CHECK(workers >= 1 && workers <= 256, "--workers must be in [1, 256], got ", workers);
+  KILN_CHECK(resize == 0 || (resize >= 8 && resize <= 4096), "--resize must be 0 (off) or in [8, 4096], got ", resize);
   KILN_CHECK(!(resume && out_dir.empty()), "--resume needs the run folder (--out)");
 }
 
@@ -46,7 +47,7 @@ std::string Config::to_json() const {
     << ",\"optimizer\":" << detail::json_string(optimizer) << ",\"lr\":" << detail::fmt_double(lr)
     << ",\"momentum\":" << detail::fmt_double(momentum) << ",\"nesterov\":" << (nesterov ? "true" : "false")
     << ",\"weight_decay\":" << detail::fmt_double(weight_decay) << ",\"schedule\":" << detail::json_string(schedule)
-    << ",\"warmup_epochs\":" << warmup_epochs << ",\"seed\":" << seed << ",\"workers\":" << workers
+    << ",\"resize\":" << resize << ",\"groups\":" << model.groups << ",\"warmup_epochs\":" << warmup_epochs << ",\"seed\":" << seed << ",\"workers\":" << workers
     << ",\"device\":" << detail::json_string(device.str()) << "}";
   return o.str();
 }
@@ -189,32 +190,47 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, io::NamedTenso
 }
 }  // namespace
 
-EvalResult evaluate(nn::Module& model, const ModelSpec& spec, const data::Dataset& dataset, Device device,
-                    std::int64_t batch_size, int workers) {
+EvalResult evaluate(nn::Module& model, const ModelSpec& spec, std::shared_ptr<const data::Source> source,
+                    Device device, std::int64_t batch_size, int workers) {
   data::LoaderOptions lo;
   lo.batch_size = batch_size, lo.shuffle = false, lo.workers = workers, lo.device = device;
-  data::Loader loader(dataset, lo);
+  data::Loader loader(std::move(source), lo);
   return run_eval(model, spec, loader);
 }
 
-// ---- training --------------------------------------------------------------------------------------
+EvalResult evaluate(nn::Module& model, const ModelSpec& spec, const data::Dataset& dataset, Device device,
+                    std::int64_t batch_size, int workers) {
+  return evaluate(model, spec, data::in_memory(dataset), device, batch_size, workers);
+}
+
 std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, const data::Dataset& test) {
+  return fit(config, data::in_memory(train), data::in_memory(test));
+}
+
+// ---- training --------------------------------------------------------------------------------------
+std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::Source> train,
+                              std::shared_ptr<const data::Source> test) {
   config.validate();
   check_device_usable(config.device);
   const Device dev = config.device;
   const bool cuda = dev.is_cuda();
-  KILN_CHECK(train.size() > 0 && test.size() > 0, "the training and test sets must not be empty");
+  KILN_CHECK(train && test && train->size() > 0 && test->size() > 0, "the training and test sets must not be empty");
+  KILN_CHECK(train->sample_shape() == test->sample_shape() && train->num_classes() == test->num_classes(),
+             "the training set (", train->describe(), ", ", train->num_classes(), " classes) and the test set (",
+             test->describe(), ", ", test->num_classes(), " classes) do not match");
 
   const std::string dir = config.out_dir;
   const std::string ckpt_path = dir + "/checkpoint.safetensors", model_path = dir + "/model.safetensors",
                     metrics_path = dir + "/metrics.jsonl", curves_path = dir + "/curves.svg";
   ModelSpec spec = config.model;
-  spec.input.assign(train.images.shape().begin() + 1, train.images.shape().end());
-  spec.classes = train.num_classes;
-  spec.class_names = train.class_names;
+  spec.input = train->sample_shape();
+  if (config.resize > 0) spec.input[1] = spec.input[2] = config.resize;
+  spec.classes = train->num_classes();
+  spec.class_names = train->class_names();
 
   Position pos;
   std::vector<EpochMetrics> history;
+  std::uint64_t resumed_dropout_offset = 0;
   io::SafetensorsFile resumed;
   if (!dir.empty()) {
     if (config.resume) {
@@ -243,6 +259,7 @@ std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, 
       pos.elapsed = detail::parse_double(get("epoch_elapsed"), ckpt_path);
       pos.wait = detail::parse_double(get("epoch_wait"), ckpt_path);
       history = decode_history(get("history"), ckpt_path);
+      resumed_dropout_offset = static_cast<std::uint64_t>(detail::parse_double(get("dropout_rng"), ckpt_path));
       KILN_CHECK(pos.epoch < config.epochs, ckpt_path, ": the run already completed ", pos.epoch,
                  " epochs; pass a larger --epochs to train further");
     } else {
@@ -253,12 +270,14 @@ std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, 
   }
 
   Generator gen(config.seed);
-  std::unique_ptr<nn::Module> model = build_model(spec, gen, dev);
+  auto dropout_gen = std::make_shared<Generator>(config.seed + 1);
+  std::unique_ptr<nn::Module> model = build_model(spec, gen, dev, dropout_gen);
   std::unique_ptr<optim::Optimizer> opt = make_optimizer(config, model->named_parameters());
   if (config.resume) {
     try {
       model->load_state(resumed.tensors);
       opt->load_state(resumed.tensors);
+      dropout_gen->set_state(config.seed + 1, resumed_dropout_offset);
     } catch (const Error& e) {
       throw Error(ckpt_path + ": " + e.what());
     }
@@ -268,7 +287,9 @@ std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, 
   lo.batch_size = config.batch_size, lo.seed = config.seed, lo.workers = config.workers, lo.device = dev;
   data::Loader loader(train, lo);
   data::LoaderOptions to = lo;
-  to.shuffle = false, to.batch_size = std::max<std::int64_t>(config.batch_size, 256);
+  to.shuffle = false;
+  // Evaluation holds no activations for backward: larger batches, except for the big CNN inputs.
+  if (shape_numel(spec.input) <= 64 * 64 * 3) to.batch_size = std::max<std::int64_t>(config.batch_size, 256);
   data::Loader test_loader(test, to);
   const std::int64_t steps_per_epoch = loader.batches_per_epoch();
 
@@ -288,7 +309,7 @@ std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, 
   if (config.progress)
     std::fprintf(stderr, "kiln: training %s (%lld parameters) on %s, %s: %lld train / %lld test images, %lld steps/epoch%s\n",
                  spec.arch.c_str(), static_cast<long long>(model->parameter_count()), dev.str().c_str(),
-                 config.dataset.c_str(), static_cast<long long>(train.size()), static_cast<long long>(test.size()),
+                 config.dataset.c_str(), static_cast<long long>(train->size()), static_cast<long long>(test->size()),
                  static_cast<long long>(steps_per_epoch),
                  config.resume ? (", resuming after epoch " + std::to_string(pos.epoch) +
                                   (pos.batch ? " step " + std::to_string(pos.batch) : ""))
@@ -312,6 +333,7 @@ std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, 
     md["epoch_elapsed"] = detail::fmt_double(p.elapsed);
     md["epoch_wait"] = detail::fmt_double(p.wait);
     md["seed"] = std::to_string(config.seed);
+    md["dropout_rng"] = std::to_string(dropout_gen->offset());
     md["history"] = encode_history(history);
     io::NamedTensors tensors = model->named_parameters();
     io::NamedTensors weights = tensors;
@@ -426,6 +448,9 @@ std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, 
       detail::write_file_atomic(curves_path,
                                 detail::curves_svg(history, "kiln " + spec.arch + " on " + config.dataset));
     }
+    if (config.progress && (loader.skipped() > 0 || test_loader.skipped() > 0))
+      std::fprintf(stderr, "kiln: epoch %d skipped %lld training and %lld test images that failed to decode (--strict makes that an error)\n",
+                   m.epoch, static_cast<long long>(loader.skipped()), static_cast<long long>(test_loader.skipped()));
     if (config.progress) {
       std::printf("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.2fs  %.0f img/s  data wait %.1f%%  lr %s\n",
                   m.epoch, config.epochs, m.train_loss, 100 * m.train_acc, m.test_loss, 100 * m.test_acc, m.epoch_s,

@@ -66,6 +66,7 @@ const std::string& get(const Metadata& md, const std::string& key, const std::st
 void encode_spec(const ModelSpec& spec, Metadata& md) {
   md["arch"] = spec.arch;
   md["hidden"] = join_ints(spec.hidden);
+  md["groups"] = std::to_string(spec.groups);
   md["input"] = join_ints(spec.input);
   md["classes"] = std::to_string(spec.classes);
   std::string names;
@@ -78,8 +79,10 @@ void encode_spec(const ModelSpec& spec, Metadata& md) {
 ModelSpec decode_spec(const Metadata& md, const std::string& path) {
   ModelSpec s;
   s.arch = get(md, "arch", path);
-  KILN_CHECK(s.arch == "mlp", path, ": unknown model architecture '", s.arch, "'");
+  KILN_CHECK(s.arch == "mlp" || s.arch == "alexnet" || s.arch == "alexnet2012", path,
+             ": unknown model architecture '", s.arch, "'");
   s.hidden = parse_ints(get(md, "hidden", path), path + ": hidden");
+  if (md.count("groups")) s.groups = parse_ints(get(md, "groups", path), path + ": groups").at(0);
   s.input = parse_ints(get(md, "input", path), path + ": input");
   KILN_CHECK(s.input.size() == 3, path, ": input shape must be C,H,W, got '", get(md, "input", path), "'");
   const auto classes = parse_ints(get(md, "classes", path), path + ": classes");
@@ -95,8 +98,32 @@ ModelSpec decode_spec(const Metadata& md, const std::string& path) {
 }
 
 ModelSpec infer_spec(const io::NamedTensors& tensors, const std::string& path) {
-  // nn.Sequential(Linear, ReLU, Linear, ReLU, ..., Linear): weights at indices 0, 2, 4, ...
+  auto find = [&](const std::string& name) -> const Tensor* {
+    for (const auto& [n, v] : tensors)
+      if (n == name) return &v;
+    return nullptr;
+  };
   ModelSpec s;
+  // torchvision AlexNet ("features.0.weight" [64, C, 11, 11]) or the 2012 layout ([96, C, 11, 11]).
+  if (const Tensor* f0 = find("features.0.weight")) {
+    const Tensor* last = find("classifier.6.weight");
+    KILN_CHECK(f0->dim() == 4 && last && last->dim() == 2, path,
+               ": has 'features.0.weight' but not the AlexNet layout (classifier.6.weight missing or misshapen)");
+    s.arch = f0->size(0) == 96 ? "alexnet2012" : "alexnet";
+    if (s.arch == "alexnet2012") {
+      const Tensor* f4 = find("features.4.weight");
+      KILN_CHECK(f4 && f4->dim() == 4 && f4->size(1) > 0, path, ": alexnet2012 weights without features.4.weight");
+      s.groups = 96 / f4->size(1);
+    }
+    s.input = {f0->size(1), 224, 224};
+    s.classes = last->size(0);
+    s.hidden.clear();
+    for (std::int64_t i = 0; i < s.classes; ++i) s.class_names.push_back(std::to_string(i));
+    s.mean = f0->size(1) == 3 ? std::vector<float>{0.485f, 0.456f, 0.406f} : std::vector<float>{0.5f};
+    s.std = f0->size(1) == 3 ? std::vector<float>{0.229f, 0.224f, 0.225f} : std::vector<float>{0.5f};
+    return s;
+  }
+  // nn.Sequential(Linear, ReLU, Linear, ReLU, ..., Linear): weights at indices 0, 2, 4, ...
   s.hidden.clear();
   std::int64_t prev_out = -1;
   int layers = 0;
@@ -128,17 +155,27 @@ ModelSpec infer_spec(const io::NamedTensors& tensors, const std::string& path) {
 
 }  // namespace detail
 
-std::unique_ptr<nn::Module> build_model(const ModelSpec& spec, Generator& gen, Device device) {
-  KILN_CHECK(spec.arch == "mlp", "unknown model '", spec.arch, "' (available: mlp)");
+std::unique_ptr<nn::Module> build_model(const ModelSpec& spec, Generator& gen, Device device,
+                                        std::shared_ptr<Generator> dropout_gen) {
   KILN_CHECK(spec.input.size() == 3, "model input must be [C, H, W], got ", shape_str(spec.input));
   KILN_CHECK(spec.classes >= 2, "a classifier needs at least 2 classes, got ", spec.classes);
-  return models::mlp(shape_numel(spec.input), spec.hidden, spec.classes, gen, device);
+  if (!dropout_gen) dropout_gen = std::make_shared<Generator>(gen.seed() + 1);
+  if (spec.arch == "mlp") return models::mlp(shape_numel(spec.input), spec.hidden, spec.classes, gen, device);
+  if (spec.arch == "alexnet" || spec.arch == "alexnet2012") {
+    // conv1 (11x11 stride 4) and three 3x3/2 poolings need at least 63x63 inputs.
+    KILN_CHECK(spec.input[1] >= 63 && spec.input[2] >= 63, spec.arch, " needs images of at least 63x63, got ",
+               spec.input[1], "x", spec.input[2], "; upscale with --resize 224");
+    if (spec.arch == "alexnet") return models::alexnet(spec.input[0], spec.classes, gen, dropout_gen, device);
+    return models::alexnet2012(spec.input[0], spec.classes, spec.groups, gen, dropout_gen, device);
+  }
+  KILN_FAIL("unknown model '", spec.arch, "' (available: mlp, alexnet, alexnet2012)");
 }
 
 Tensor prepare_input(const ModelSpec& spec, const Tensor& images) {
-  KILN_CHECK(images.dim() == 4 && Shape(images.shape().begin() + 1, images.shape().end()) == spec.input,
-             "the model takes images of shape ", shape_str(spec.input), ", got a batch ", images.str());
+  KILN_CHECK(images.dim() == 4 && images.size(1) == spec.input[0], "the model takes ", spec.input[0],
+             "-channel images ", shape_str(spec.input), ", got a batch ", images.str());
   Tensor x = normalize_images(images, spec.mean, spec.std);
+  if (x.size(2) != spec.input[1] || x.size(3) != spec.input[2]) x = resize_bilinear(x, spec.input[1], spec.input[2]);
   return spec.arch == "mlp" ? x.flatten(1) : x;
 }
 

@@ -1,0 +1,44 @@
+// The in-memory Source: samples copied out of a Dataset's uint8 image tensor.
+#include <cstring>
+
+#include "kiln/data.h"
+#include "kiln/error.h"
+
+namespace kiln::data {
+
+std::string Source::describe() const {
+  const Shape s = sample_shape();
+  return detail::str(size(), " images ", s.size() == 3 ? detail::str(s[0], "x", s[1], "x", s[2]) : shape_str(s));
+}
+
+namespace {
+class InMemory final : public Source {
+ public:
+  explicit InMemory(const Dataset& d) : d_(d) {
+    KILN_CHECK(d.images.defined() && d.labels.defined() && d.images.dim() == 4, "dataset: expected images [N, C, H, W]");
+    KILN_CHECK(d.images.dtype() == DType::UInt8 && d.labels.dtype() == DType::Int32,
+               "dataset: expected uint8 images and int32 labels, got ", d.images.str(), " and ", d.labels.str());
+    KILN_CHECK(d.images.size(0) == d.labels.numel(), "dataset: ", d.images.size(0), " images but ", d.labels.numel(),
+               " labels");
+    KILN_CHECK(d.images.device().is_cpu() && d.labels.device().is_cpu(), "dataset: images and labels must be on the CPU");
+    sample_bytes_ = d.images.numel() / std::max<std::int64_t>(d.images.size(0), 1);
+  }
+  std::int64_t size() const override { return d_.labels.numel(); }
+  Shape sample_shape() const override { return Shape(d_.images.shape().begin() + 1, d_.images.shape().end()); }
+  std::int64_t num_classes() const override { return d_.num_classes; }
+  std::vector<std::string> class_names() const override { return d_.class_names; }
+  std::int32_t label(std::int64_t i) const override { return d_.labels.data<std::int32_t>()[i]; }
+  bool load(std::int64_t i, std::uint8_t* dst, std::uint64_t) const override {
+    std::memcpy(dst, d_.images.data<std::uint8_t>() + i * sample_bytes_, static_cast<std::size_t>(sample_bytes_));
+    return true;
+  }
+
+ private:
+  const Dataset& d_;
+  std::int64_t sample_bytes_ = 0;
+};
+}  // namespace
+
+std::shared_ptr<const Source> in_memory(const Dataset& dataset) { return std::make_shared<InMemory>(dataset); }
+
+}  // namespace kiln::data
