@@ -9,16 +9,20 @@
 namespace kiln::models {
 
 namespace {
+// torchvision keeps PyTorch's default layer initialisation for AlexNet; so does kiln, so that the
+// usual recipes (SGD, lr 0.01) behave the same.
+constexpr nn::Init kInit = nn::Init::TorchDefault;
+
 std::unique_ptr<nn::Sequential> classifier(std::int64_t classes, Generator& gen, Device device,
                                            const std::shared_ptr<Generator>& dropout_gen) {
   auto c = std::make_unique<nn::Sequential>();
   c->add(std::make_unique<nn::Dropout>(0.5f, dropout_gen));
-  c->add(std::make_unique<nn::Linear>(256 * 6 * 6, 4096, gen, device));
+  c->add(std::make_unique<nn::Linear>(256 * 6 * 6, 4096, gen, device, kInit));
   c->add(std::make_unique<nn::ReLU>());
   c->add(std::make_unique<nn::Dropout>(0.5f, dropout_gen));
-  c->add(std::make_unique<nn::Linear>(4096, 4096, gen, device));
+  c->add(std::make_unique<nn::Linear>(4096, 4096, gen, device, kInit));
   c->add(std::make_unique<nn::ReLU>());
-  c->add(std::make_unique<nn::Linear>(4096, classes, gen, device));
+  c->add(std::make_unique<nn::Linear>(4096, classes, gen, device, kInit));
   return c;
 }
 
@@ -36,17 +40,17 @@ std::unique_ptr<nn::Sequential> assemble(std::unique_ptr<nn::Sequential> feature
 std::unique_ptr<nn::Sequential> alexnet(std::int64_t in_channels, std::int64_t classes, Generator& gen,
                                         const std::shared_ptr<Generator>& dropout_gen, Device device) {
   auto f = std::make_unique<nn::Sequential>();
-  f->add(std::make_unique<nn::Conv2d>(in_channels, 64, 11, gen, device, 4, 2));
+  f->add(std::make_unique<nn::Conv2d>(in_channels, 64, 11, gen, device, 4, 2, 1, kInit));
   f->add(std::make_unique<nn::ReLU>());
   f->add(std::make_unique<nn::MaxPool2d>(3, 2));
-  f->add(std::make_unique<nn::Conv2d>(64, 192, 5, gen, device, 1, 2));
+  f->add(std::make_unique<nn::Conv2d>(64, 192, 5, gen, device, 1, 2, 1, kInit));
   f->add(std::make_unique<nn::ReLU>());
   f->add(std::make_unique<nn::MaxPool2d>(3, 2));
-  f->add(std::make_unique<nn::Conv2d>(192, 384, 3, gen, device, 1, 1));
+  f->add(std::make_unique<nn::Conv2d>(192, 384, 3, gen, device, 1, 1, 1, kInit));
   f->add(std::make_unique<nn::ReLU>());
-  f->add(std::make_unique<nn::Conv2d>(384, 256, 3, gen, device, 1, 1));
+  f->add(std::make_unique<nn::Conv2d>(384, 256, 3, gen, device, 1, 1, 1, kInit));
   f->add(std::make_unique<nn::ReLU>());
-  f->add(std::make_unique<nn::Conv2d>(256, 256, 3, gen, device, 1, 1));
+  f->add(std::make_unique<nn::Conv2d>(256, 256, 3, gen, device, 1, 1, 1, kInit));
   f->add(std::make_unique<nn::ReLU>());
   f->add(std::make_unique<nn::MaxPool2d>(3, 2));
   return assemble(std::move(f), classes, gen, device, dropout_gen);
@@ -57,19 +61,19 @@ std::unique_ptr<nn::Sequential> alexnet2012(std::int64_t in_channels, std::int64
                                             Device device) {
   KILN_CHECK(groups == 1 || groups == 2, "alexnet2012: groups must be 1 or 2, got ", groups);
   auto f = std::make_unique<nn::Sequential>();
-  f->add(std::make_unique<nn::Conv2d>(in_channels, 96, 11, gen, device, 4, 2));
+  f->add(std::make_unique<nn::Conv2d>(in_channels, 96, 11, gen, device, 4, 2, 1, kInit));
   f->add(std::make_unique<nn::ReLU>());
   f->add(std::make_unique<nn::LocalResponseNorm>(5, 1e-4f, 0.75f, 2.0f));
   f->add(std::make_unique<nn::MaxPool2d>(3, 2));
-  f->add(std::make_unique<nn::Conv2d>(96, 256, 5, gen, device, 1, 2, groups));
+  f->add(std::make_unique<nn::Conv2d>(96, 256, 5, gen, device, 1, 2, groups, kInit));
   f->add(std::make_unique<nn::ReLU>());
   f->add(std::make_unique<nn::LocalResponseNorm>(5, 1e-4f, 0.75f, 2.0f));
   f->add(std::make_unique<nn::MaxPool2d>(3, 2));
-  f->add(std::make_unique<nn::Conv2d>(256, 384, 3, gen, device, 1, 1));
+  f->add(std::make_unique<nn::Conv2d>(256, 384, 3, gen, device, 1, 1, 1, kInit));
   f->add(std::make_unique<nn::ReLU>());
-  f->add(std::make_unique<nn::Conv2d>(384, 384, 3, gen, device, 1, 1, groups));
+  f->add(std::make_unique<nn::Conv2d>(384, 384, 3, gen, device, 1, 1, groups, kInit));
   f->add(std::make_unique<nn::ReLU>());
-  f->add(std::make_unique<nn::Conv2d>(384, 256, 3, gen, device, 1, 1, groups));
+  f->add(std::make_unique<nn::Conv2d>(384, 256, 3, gen, device, 1, 1, groups, kInit));
   f->add(std::make_unique<nn::ReLU>());
   f->add(std::make_unique<nn::MaxPool2d>(3, 2));
   return assemble(std::move(f), classes, gen, device, dropout_gen);

@@ -39,10 +39,13 @@ class Module {
   bool training_ = true;
 };
 
+// Weight initialisation: He/Kaiming normal (std = sqrt(2 / fan_in), zero bias), or PyTorch's default
+// for Linear/Conv2d (weights and biases uniform in +-1/sqrt(fan_in)), which torchvision's AlexNet uses.
+enum class Init { HeNormal, TorchDefault };
+
 class Linear final : public Module {
  public:
-  // He/Kaiming-normal weights (std = sqrt(2 / in)), zero bias.
-  Linear(std::int64_t in, std::int64_t out, Generator& gen, Device device = Device::cpu());
+  Linear(std::int64_t in, std::int64_t out, Generator& gen, Device device = Device::cpu(), Init init = Init::HeNormal);
   Tensor forward(const Tensor& x) override;
   std::string kind() const override { return "Linear"; }
   void collect(const std::string& prefix, Slots& out) override;
@@ -80,9 +83,9 @@ class Sequential final : public Module {
 
 class Conv2d final : public Module {
  public:
-  // He/Kaiming-normal weights (std = sqrt(2 / fan_in), fan_in = in/groups * k * k), zero bias.
+  // fan_in = in / groups * kernel * kernel.
   Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, Generator& gen, Device device = Device::cpu(),
-         std::int64_t stride = 1, std::int64_t padding = 0, std::int64_t groups = 1);
+         std::int64_t stride = 1, std::int64_t padding = 0, std::int64_t groups = 1, Init init = Init::HeNormal);
   Tensor forward(const Tensor& x) override;
   std::string kind() const override { return "Conv2d"; }
   void collect(const std::string& prefix, Slots& out) override;

@@ -53,12 +53,25 @@ std::int64_t Module::parameter_count() {
   return n;
 }
 
-Linear::Linear(std::int64_t in, std::int64_t out, Generator& gen, Device device) {
-  KILN_CHECK(in > 0 && out > 0, "Linear(", in, ", ", out, "): sizes must be positive");
-  weight = Tensor::randn({out, in}, gen, device, 0.0f, std::sqrt(2.0f / static_cast<float>(in)));
+namespace {
+void init_params(Tensor& weight, Tensor& bias, const Shape& wshape, std::int64_t out, float fan_in, Init init,
+                 Generator& gen, Device device) {
+  if (init == Init::HeNormal) {
+    weight = Tensor::randn(wshape, gen, device, 0.0f, std::sqrt(2.0f / fan_in));
+    bias = Tensor::zeros({out}, DType::Float32, device);
+  } else {
+    const float bound = 1.0f / std::sqrt(fan_in);
+    weight = Tensor::rand(wshape, gen, device, -bound, bound);
+    bias = Tensor::rand({out}, gen, device, -bound, bound);
+  }
   weight.set_requires_grad(true);
-  bias = Tensor::zeros({out}, DType::Float32, device);
   bias.set_requires_grad(true);
+}
+}  // namespace
+
+Linear::Linear(std::int64_t in, std::int64_t out, Generator& gen, Device device, Init init) {
+  KILN_CHECK(in > 0 && out > 0, "Linear(", in, ", ", out, "): sizes must be positive");
+  init_params(weight, bias, {out, in}, out, static_cast<float>(in), init, gen, device);
 }
 
 Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
@@ -93,15 +106,12 @@ void Sequential::set_training(bool training) {
 }
 
 Conv2d::Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, Generator& gen, Device device,
-               std::int64_t stride, std::int64_t padding, std::int64_t groups) {
+               std::int64_t stride, std::int64_t padding, std::int64_t groups, Init init) {
   KILN_CHECK(in > 0 && out > 0 && kernel > 0 && groups > 0 && in % groups == 0 && out % groups == 0,
              "Conv2d(", in, ", ", out, ", kernel ", kernel, ", groups ", groups,
              "): sizes must be positive and channels divisible by groups");
-  const float fan_in = static_cast<float>(in / groups * kernel * kernel);
-  weight = Tensor::randn({out, in / groups, kernel, kernel}, gen, device, 0.0f, std::sqrt(2.0f / fan_in));
-  weight.set_requires_grad(true);
-  bias = Tensor::zeros({out}, DType::Float32, device);
-  bias.set_requires_grad(true);
+  init_params(weight, bias, {out, in / groups, kernel, kernel}, out, static_cast<float>(in / groups * kernel * kernel),
+              init, gen, device);
   params.stride_h = params.stride_w = stride;
   params.pad_h = params.pad_w = padding;
   params.groups = groups;
