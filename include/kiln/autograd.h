@@ -25,6 +25,9 @@ class Node {
   // Drops saved tensors once the node has run.
   virtual void release() {}
   const std::string& name() const { return name_; }
+  // The layer that recorded the node ("features.0 conv2d"; empty outside layers) and its backward FLOPs.
+  std::string layer;
+  double backward_flops = 0.0;
 
   std::vector<std::shared_ptr<Node>> next;  // one per input
 

@@ -47,6 +47,10 @@ class Source {
 // A Source over a Dataset held in memory (the dataset must outlive it).
 std::shared_ptr<const Source> in_memory(const Dataset& dataset);
 
+// `n` samples of random pixels and labels for benchmarks: a pool of 64 random images, repeated.
+std::shared_ptr<const Source> random_images(std::int64_t n, const Shape& sample_shape, std::int64_t classes,
+                                            std::uint64_t seed = 0);
+
 // Loads the train or test split of MNIST or Fashion-MNIST from `dir`, which holds the four standard
 // files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
 // t10k-labels-idx1-ubyte), each plain or with a .gz suffix. Checks that image and label counts agree

@@ -35,8 +35,16 @@ class Module {
   void load_state(const io::NamedTensors& state);
   std::int64_t parameter_count();
 
+  // Dotted path of this module in its model ("features.0"), set when it is added to a Sequential.
+  const std::string& path() const { return path_; }
+  virtual void set_path(const std::string& path) { path_ = path; }
+  // Forward floating-point operations for an input of this shape (0 where not counted); the
+  // backward of GEMM/conv layers costs twice that.
+  virtual double flops(const Shape& input) const { (void)input; return 0.0; }
+
  private:
   bool training_ = true;
+  std::string path_;
 };
 
 // Weight initialisation: He/Kaiming normal (std = sqrt(2 / fan_in), zero bias), or PyTorch's default
@@ -49,6 +57,7 @@ class Linear final : public Module {
   Tensor forward(const Tensor& x) override;
   std::string kind() const override { return "Linear"; }
   void collect(const std::string& prefix, Slots& out) override;
+  double flops(const Shape& input) const override;
   Tensor weight;  // [out, in]
   Tensor bias;    // [out]
 };
@@ -74,6 +83,7 @@ class Sequential final : public Module {
   std::string kind() const override { return "Sequential"; }
   void collect(const std::string& prefix, Slots& out) override;
   void set_training(bool training) override;
+  void set_path(const std::string& path) override;
   std::size_t size() const { return children_.size(); }
   Module& operator[](std::size_t i) { return *children_[i].second; }
 
@@ -89,6 +99,7 @@ class Conv2d final : public Module {
   Tensor forward(const Tensor& x) override;
   std::string kind() const override { return "Conv2d"; }
   void collect(const std::string& prefix, Slots& out) override;
+  double flops(const Shape& input) const override;
   Tensor weight;  // [out, in / groups, k, k]
   Tensor bias;    // [out]
   Conv2dParams params;

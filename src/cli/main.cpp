@@ -199,6 +199,24 @@ int main(int argc, char** argv) {
   train->add_flag("--resume", cfg.resume, "Continue the run in --out from its checkpoint");
   bool quiet = false;
   train->add_flag("--quiet", quiet, "No progress or summary lines");
+  train->add_option("--profile", cfg.profile_steps,
+                    "Profile N steps after 5 warm-up steps: per-layer forward/backward times, then stop")
+      ->expected(0, 1)
+      ->default_str("20");
+
+  // ---- bench
+  kiln::train::Config bcfg;
+  std::string bench_model = "alexnet", bench_device = "auto";
+  int bench_size = 224, bench_channels = 3, bench_classes = 1000;
+  auto* bench = app.add_subcommand("bench", "Time training steps on random data and print the per-layer table");
+  bench->add_option("--model", bench_model, "mlp | alexnet | alexnet2012")->capture_default_str();
+  bench->add_option("--batch-size", bcfg.batch_size, "Images per step")->capture_default_str();
+  bench->add_option("--image-size", bench_size, "Input height and width (mlp: 28)")->capture_default_str();
+  bench->add_option("--channels", bench_channels, "Input channels (mlp: 1)")->capture_default_str();
+  bench->add_option("--classes", bench_classes, "Number of classes")->capture_default_str();
+  bench->add_option("--steps", bcfg.profile_steps, "Timed steps (after 5 warm-up steps)")->capture_default_str();
+  bench->add_option("--workers", bcfg.workers, "Batch-assembly threads")->capture_default_str();
+  bench->add_option("--device", bench_device, "auto | cpu | cuda | cuda:N")->capture_default_str();
 
   // ---- eval
   std::string ckpt, eval_dataset = "mnist", eval_data, eval_device = "auto";
@@ -303,6 +321,24 @@ int main(int argc, char** argv) {
       return 0;
     }
 
+    if (bench->parsed()) {
+      KILN_CHECK(bcfg.profile_steps >= 1, "--steps must be at least 1, got ", bcfg.profile_steps);
+      KILN_CHECK(bcfg.batch_size >= 1, "--batch-size must be at least 1, got ", bcfg.batch_size);
+      if (bench_model == "mlp") bench_size = bench_size == 224 ? 28 : bench_size, bench_channels = 1;
+      bcfg.model.arch = bench_model;
+      bcfg.model.mean = std::vector<float>(static_cast<std::size_t>(bench_channels), 0.5f);
+      bcfg.model.std = std::vector<float>(static_cast<std::size_t>(bench_channels), 0.25f);
+      bcfg.dataset = "random";
+      bcfg.epochs = 1;
+      bcfg.lr = bench_model == "mlp" ? 0.05f : 0.01f;
+      bcfg.device = resolve_device(bench_device);
+      const std::int64_t n = bcfg.batch_size * (bcfg.profile_steps + 6);
+      const kiln::Shape shape{bench_channels, bench_size, bench_size};
+      auto src = kiln::data::random_images(n, shape, bench_classes, 1);
+      auto test = kiln::data::random_images(bcfg.batch_size, shape, bench_classes, 2);
+      kiln::train::fit(bcfg, src, test);
+      return 0;
+    }
     if (predict->parsed()) return cmd_predict(pred_ckpt, pred_images, top_k, as_json, pred_device);
   } catch (const kiln::train::Interrupted& e) {
     std::fprintf(stderr, "kiln: %s\n", e.what());

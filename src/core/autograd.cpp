@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "kiln/ops.h"
+#include "kiln/profile.h"
 
 namespace kiln {
 
@@ -67,6 +68,8 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs) {
 
 Tensor record(const char* name, Tensor out, std::initializer_list<const Tensor*> inputs, FunctionNode::Fn backward) {
   auto node = std::make_shared<FunctionNode>(name, std::move(backward));
+  node->layer = profile::current_layer();
+  node->backward_flops = profile::current_layer_backward_flops();
   node->next.reserve(inputs.size());
   for (const Tensor* t : inputs) node->next.push_back(t ? edge_of(*t) : nullptr);
   TensorImpl* impl = out.impl();
@@ -124,7 +127,10 @@ void backward(const Tensor& root, const Tensor& grad) {
     }
     // A node that no gradient reached still releases its inputs' pending counts.
     std::vector<Tensor> grads;
-    if (g.defined()) grads = node->apply(g);
+    if (g.defined()) {
+      profile::Scope scope(node->layer.empty() ? node->name() : node->layer, "bwd", g.device(), node->backward_flops);
+      grads = node->apply(g);
+    }
     node->release();
     KILN_CHECK(grads.empty() || grads.size() == node->next.size(), "autograd: '", node->name(), "' returned ",
                grads.size(), " gradients for ", node->next.size(), " inputs");

@@ -3,6 +3,7 @@
 
 #include "kiln/data.h"
 #include "kiln/error.h"
+#include "kiln/random.h"
 
 namespace kiln::data {
 
@@ -40,5 +41,45 @@ class InMemory final : public Source {
 }  // namespace
 
 std::shared_ptr<const Source> in_memory(const Dataset& dataset) { return std::make_shared<InMemory>(dataset); }
+
+namespace {
+class RandomImages final : public Source {
+ public:
+  RandomImages(std::int64_t n, Shape shape, std::int64_t classes, std::uint64_t seed)
+      : n_(n), shape_(std::move(shape)), classes_(classes) {
+    KILN_CHECK(n > 0 && classes >= 2 && shape_.size() == 3, "random_images: bad size, shape or class count");
+    const std::int64_t bytes = shape_numel(shape_);
+    pool_.resize(static_cast<std::size_t>(kPool * bytes));
+    for (std::size_t i = 0; i < pool_.size(); ++i)
+      pool_[i] = static_cast<std::uint8_t>(philox::philox4x32(i, seed).x & 0xff);
+  }
+  std::int64_t size() const override { return n_; }
+  Shape sample_shape() const override { return shape_; }
+  std::int64_t num_classes() const override { return classes_; }
+  std::vector<std::string> class_names() const override {
+    std::vector<std::string> names;
+    for (std::int64_t i = 0; i < classes_; ++i) names.push_back(std::to_string(i));
+    return names;
+  }
+  std::int32_t label(std::int64_t i) const override { return static_cast<std::int32_t>(i % classes_); }
+  bool load(std::int64_t i, std::uint8_t* dst, std::uint64_t) const override {
+    const std::int64_t bytes = shape_numel(shape_);
+    std::memcpy(dst, pool_.data() + (i % kPool) * bytes, static_cast<std::size_t>(bytes));
+    return true;
+  }
+
+ private:
+  static constexpr std::int64_t kPool = 64;
+  std::int64_t n_;
+  Shape shape_;
+  std::int64_t classes_;
+  std::vector<std::uint8_t> pool_;
+};
+}  // namespace
+
+std::shared_ptr<const Source> random_images(std::int64_t n, const Shape& sample_shape, std::int64_t classes,
+                                            std::uint64_t seed) {
+  return std::make_shared<RandomImages>(n, sample_shape, classes, seed);
+}
 
 }  // namespace kiln::data

@@ -1,9 +1,11 @@
 // Layers and the MLP model.
+#include <cctype>
 #include <cmath>
 
 #include "kiln/autograd.h"
 #include "kiln/nn.h"
 #include "kiln/ops.h"
+#include "kiln/profile.h"
 
 namespace kiln::nn {
 
@@ -76,6 +78,10 @@ Linear::Linear(std::int64_t in, std::int64_t out, Generator& gen, Device device,
 
 Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
 
+double Linear::flops(const Shape& input) const {
+  return input.size() == 2 ? 2.0 * static_cast<double>(input[0]) * static_cast<double>(weight.numel()) : 0.0;
+}
+
 void Linear::collect(const std::string& prefix, Slots& out) {
   out.emplace_back(prefix + "weight", &weight);
   out.emplace_back(prefix + "bias", &bias);
@@ -86,13 +92,39 @@ Tensor ReLU::forward(const Tensor& x) { return relu(x); }
 Sequential& Sequential::add(std::unique_ptr<Module> m) { return add(std::to_string(children_.size()), std::move(m)); }
 
 Sequential& Sequential::add(const std::string& name, std::unique_ptr<Module> m) {
+  m->set_path(path().empty() ? name : path() + "." + name);
   children_.emplace_back(name, std::move(m));
   return *this;
 }
 
+void Sequential::set_path(const std::string& p) {
+  Module::set_path(p);
+  for (auto& [name, c] : children_) c->set_path(p.empty() ? name : p + "." + name);
+}
+
+namespace {
+std::string lower(std::string s) {
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+}  // namespace
+
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (auto& [name, c] : children_) h = c->forward(h);
+  for (auto& [name, c] : children_) {
+    if (dynamic_cast<Sequential*>(c.get())) {
+      profile::Range range(c->path());
+      h = c->forward(h);
+      continue;
+    }
+    // A leaf layer: an NVTX range and a timed region named after it; its autograd nodes carry the
+    // name (and backward FLOPs) into the backward pass.
+    const std::string label = c->path() + " " + lower(c->kind());
+    const double f = c->flops(h.shape());
+    profile::LayerScope layer(label, 2.0 * f);
+    profile::Scope scope(label, "fwd", h.device(), f);
+    h = c->forward(h);
+  }
   return h;
 }
 
@@ -118,6 +150,13 @@ Conv2d::Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, Generator
 }
 
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, params); }
+
+double Conv2d::flops(const Shape& in) const {
+  if (in.size() != 4) return 0.0;
+  const double P = static_cast<double>(Conv2dParams::out_size(in[2], weight.size(2), params.stride_h, params.pad_h, params.dilation_h));
+  const double Q = static_cast<double>(Conv2dParams::out_size(in[3], weight.size(3), params.stride_w, params.pad_w, params.dilation_w));
+  return 2.0 * static_cast<double>(in[0]) * P * Q * static_cast<double>(weight.numel());
+}
 
 void Conv2d::collect(const std::string& prefix, Slots& out) {
   out.emplace_back(prefix + "weight", &weight);

@@ -33,10 +33,14 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   KILN_CHECK(C % p.groups == 0 && K % p.groups == 0 && weight.size(1) == C / p.groups, op, ": weight ",
              shape_str(weight.shape()), " does not fit input ", shape_str(x.shape()), " with ", p.groups,
              " group(s) (need [K, C/groups, R, S] with C and K divisible by groups)");
+  KILN_CHECK(R >= 1 && S >= 1, op, ": empty kernel in weight ", shape_str(weight.shape()));
+  // (C++ division truncates toward zero, so the output-size formula alone would accept a kernel
+  // one stride too large.)
+  KILN_CHECK(H + 2 * p.pad_h >= p.dilation_h * (R - 1) + 1 && W + 2 * p.pad_w >= p.dilation_w * (S - 1) + 1, op,
+             ": a ", R, "x", S, " kernel (dilation ", p.dilation_h, "x", p.dilation_w, ") does not fit input ",
+             shape_str(x.shape()), " padded by ", p.pad_h, "x", p.pad_w);
   const i64 P = Conv2dParams::out_size(H, R, p.stride_h, p.pad_h, p.dilation_h);
   const i64 Q = Conv2dParams::out_size(W, S, p.stride_w, p.pad_w, p.dilation_w);
-  KILN_CHECK(P >= 1 && Q >= 1, op, ": a ", R, "x", S, " kernel does not fit input ", shape_str(x.shape()),
-             " with this padding/dilation");
   const bool has_bias = bias.defined();
   if (has_bias)
     KILN_CHECK(bias.dtype() == DType::Float32 && bias.dim() == 1 && bias.size(0) == K &&
@@ -73,10 +77,11 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   KILN_CHECK(p.kernel_h >= 1 && p.kernel_w >= 1 && p.stride_h >= 1 && p.stride_w >= 1 && p.pad_h >= 0 &&
                  p.pad_w >= 0 && 2 * p.pad_h <= p.kernel_h && 2 * p.pad_w <= p.kernel_w,
              op, ": kernel and stride must be >= 1, padding in [0, kernel/2]");
+  KILN_CHECK(x.size(2) + 2 * p.pad_h >= p.kernel_h && x.size(3) + 2 * p.pad_w >= p.kernel_w, op, ": a ",
+             p.kernel_h, "x", p.kernel_w, " window does not fit input ", shape_str(x.shape()), " padded by ",
+             p.pad_h, "x", p.pad_w);
   const i64 P = Conv2dParams::out_size(x.size(2), p.kernel_h, p.stride_h, p.pad_h, 1);
   const i64 Q = Conv2dParams::out_size(x.size(3), p.kernel_w, p.stride_w, p.pad_w, 1);
-  KILN_CHECK(P >= 1 && Q >= 1, op, ": a ", p.kernel_h, "x", p.kernel_w, " window does not fit input ",
-             shape_str(x.shape()));
   detail::OpScope scope(op);
   Tensor y = Tensor::empty({x.size(0), x.size(1), P, Q}, DType::Float32, x.device());
   Tensor idx = Tensor::empty(y.shape(), DType::Int32, x.device());

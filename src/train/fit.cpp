@@ -15,6 +15,7 @@
 #include "kiln/cuda.h"
 #include "kiln/loader.h"
 #include "kiln/ops.h"
+#include "kiln/profile.h"
 #include "train/checkpoint.h"
 #include "train/report.h"
 
@@ -301,7 +302,7 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
   sched.step_size = steps_per_epoch * (config.step_epochs > 0 ? config.step_epochs : std::max(1, config.epochs / 3));
   sched.gamma = config.gamma;
 
-  if (!dir.empty())
+  if (!dir.empty() && config.profile_steps == 0)
     detail::append_line(metrics_path, "{\"config\":" + config.to_json() + ",\"parameters\":" +
                                           std::to_string(model->parameter_count()) +
                                           ",\"resumed_from_epoch\":" + std::to_string(config.resume ? pos.epoch : -1) +
@@ -371,14 +372,58 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
     };
 
     data::Batch batch;
-    while (loader.next(batch)) {
+    const int warmup = 5;
+    std::int64_t profiled = 0;
+    double step_t0 = 0, step_ms_sum = 0;
+    auto wall_ms = [] { return std::chrono::duration<double, std::milli>(Clock::now().time_since_epoch()).count(); };
+    for (;;) {
+      bool have;
+      {
+        profile::Scope wait_scope("data wait", "data", Device::cpu());
+        have = loader.next(batch);
+      }
+      if (!have) break;
       lr = sched.lr_at(cur.global_step);
       opt->set_lr(static_cast<float>(lr));
       Tensor logits = (*model)(prepare_input(spec, batch.images));
-      Tensor loss = cross_entropy(logits, batch.labels);
+      Tensor loss;
+      {
+        profile::LayerScope layer("loss cross_entropy");
+        profile::Scope scope("loss cross_entropy", "fwd", dev);
+        loss = cross_entropy(logits, batch.labels);
+      }
       opt->zero_grad();
       loss.backward();
-      opt->step();
+      {
+        profile::Scope scope("optimizer " + opt->name(), "step", dev);
+        opt->step();
+      }
+      if (config.profile_steps > 0) {
+        const std::int64_t done_steps = step_in_epoch - cur.batch + 1;
+        if (done_steps == warmup) {  // warm-up over: start timing from here
+          if (cuda) cuda::synchronize(dev.index);
+          profile::reset();
+          profile::set_enabled(true);
+          step_t0 = wall_ms();
+        } else if (done_steps > warmup) {
+          profile::end_step(dev);
+          const double t = wall_ms();
+          step_ms_sum += t - step_t0;
+          step_t0 = t;
+          if (++profiled == config.profile_steps) {
+            profile::set_enabled(false);
+            progress.finish();
+            const double step_ms = step_ms_sum / static_cast<double>(profiled);
+            std::printf("kiln profile: %s on %s, batch %lld, input %s, %lld steps after %d warm-up steps\n%s",
+                        spec.arch.c_str(), dev.str().c_str(), static_cast<long long>(config.batch_size),
+                        shape_str(spec.input).c_str(), static_cast<long long>(profiled), warmup,
+                        profile::table(step_ms).c_str());
+            std::printf("throughput: %.1f images/s\n", static_cast<double>(config.batch_size) * 1000.0 / step_ms);
+            std::fflush(stdout);
+            return history;
+          }
+        }
+      }
       axpy_(static_cast<float>(batch.labels.numel()), loss.detach(), loss_sum);
       count_correct_(logits.detach(), batch.labels, correct);
       seen += batch.labels.numel();
