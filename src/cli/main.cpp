@@ -99,12 +99,13 @@ std::vector<std::int64_t> parse_hidden(const std::string& text) {
 std::string default_data_dir(const std::string& dataset) { return "data/" + dataset; }
 
 int cmd_predict(const std::string& ckpt, const std::vector<std::string>& images, int top_k, bool as_json,
-                const std::string& device_text) {
+                const std::string& device_text, const std::string& stats_dataset) {
   KILN_CHECK(top_k >= 1, "--top-k must be at least 1, got ", top_k);
   const Device dev = resolve_device(device_text);
   auto loaded = kiln::train::load_model(ckpt, dev);
   const auto& spec = loaded.spec;
-  if (!loaded.from_kiln && spec.arch == "mlp") dataset_stats("mnist", loaded.spec.mean, loaded.spec.std);
+  // Weights-only MLPs carry no normalisation: use the named dataset's (AlexNet: set when inferred).
+  if (!loaded.from_kiln && spec.arch == "mlp") dataset_stats(stats_dataset, loaded.spec.mean, loaded.spec.std);
   const int C = static_cast<int>(spec.input[0]), H = static_cast<int>(spec.input[1]), W = static_cast<int>(spec.input[2]);
   // Decode everything first: one bad file fails the command before anything is printed.
   const std::int64_t n = static_cast<std::int64_t>(images.size());
@@ -234,7 +235,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> pred_images;
   int top_k = 3;
   bool as_json = false;
+  std::string pred_stats = "mnist";
   auto* predict = app.add_subcommand("predict", "Classify image files (PNG, JPEG, BMP, ...) with a trained model");
+  predict->add_option("--dataset", pred_stats,
+                      "For weights-only MLP files: whose normalisation to use (mnist | fashion-mnist)")
+      ->capture_default_str();
   predict->add_option("--checkpoint", pred_ckpt, "A kiln checkpoint/model file, or PyTorch-written weights")->required();
   predict->add_option("images", pred_images, "Image files")->required();
   predict->add_option("--top-k", top_k, "Classes to print per image")->capture_default_str();
@@ -302,7 +307,9 @@ int main(int argc, char** argv) {
       const Device dev = resolve_device(eval_device);
       auto loaded = kiln::train::load_model(ckpt, dev);
       if (eval_data.empty()) eval_data = default_data_dir(eval_dataset);
-      if (!loaded.from_kiln) dataset_stats(eval_dataset, loaded.spec.mean, loaded.spec.std);
+      if (!loaded.from_kiln && loaded.spec.arch == "mlp") dataset_stats(eval_dataset, loaded.spec.mean, loaded.spec.std);
+      KILN_CHECK(eval_dataset == "imagefolder" || loaded.spec.input[0] == 1, ckpt, " holds a ", loaded.spec.input[0],
+                 "-channel ", loaded.spec.arch, "; evaluate it on an image folder (--dataset imagefolder --data DIR)");
       kiln::data::Dataset test_set;
       std::shared_ptr<const kiln::data::Source> src;
       if (eval_dataset == "imagefolder") {
@@ -339,7 +346,7 @@ int main(int argc, char** argv) {
       kiln::train::fit(bcfg, src, test);
       return 0;
     }
-    if (predict->parsed()) return cmd_predict(pred_ckpt, pred_images, top_k, as_json, pred_device);
+    if (predict->parsed()) return cmd_predict(pred_ckpt, pred_images, top_k, as_json, pred_device, pred_stats);
   } catch (const kiln::train::Interrupted& e) {
     std::fprintf(stderr, "kiln: %s\n", e.what());
     return 130;

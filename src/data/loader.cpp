@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kiln/error.h"
+#include "kiln/profile.h"
 #include "kiln/random.h"
 
 #if defined(KILN_WITH_CUDA)
@@ -138,6 +139,7 @@ struct Loader::Impl {
   }
 
   void fill(Slot& s, std::int64_t batch) {
+    profile::Range range("loader batch assembly");
     const std::int64_t first = batch * opt.batch_size;
     const std::int64_t count = std::min(opt.batch_size, n - first);
     auto* dst = s.host_images.data<std::uint8_t>();
@@ -158,6 +160,7 @@ struct Loader::Impl {
     s.count = count;
 #if defined(KILN_WITH_CUDA)
     if (copy_stream) {
+      profile::Range copy_range("loader H2D copy");
       // Do not overwrite the device buffers before the step that read them has finished.
       if (s.consumed_recorded) KILN_CUDA_CHECK(cudaStreamWaitEvent(copy_stream, s.consumed, 0));
       KILN_CUDA_CHECK(cudaMemcpyAsync(s.dev_images.raw_data(), s.host_images.raw_data(),

@@ -43,8 +43,9 @@ void Config::validate() const {
 
 std::string Config::to_json() const {
   std::ostringstream o;
-  o << "{\"model\":" << detail::json_string(model.arch) << ",\"hidden\":[" << detail::join_ints(model.hidden)
-    << "],\"dataset\":" << detail::json_string(dataset) << ",\"epochs\":" << epochs << ",\"batch_size\":" << batch_size
+  o << "{\"model\":" << detail::json_string(model.arch);
+  if (model.arch == "mlp") o << ",\"hidden\":[" << detail::join_ints(model.hidden) << "]";
+  o << ",\"dataset\":" << detail::json_string(dataset) << ",\"epochs\":" << epochs << ",\"batch_size\":" << batch_size
     << ",\"optimizer\":" << detail::json_string(optimizer) << ",\"lr\":" << detail::fmt_double(lr)
     << ",\"momentum\":" << detail::fmt_double(momentum) << ",\"nesterov\":" << (nesterov ? "true" : "false")
     << ",\"weight_decay\":" << detail::fmt_double(weight_decay) << ",\"schedule\":" << detail::json_string(schedule)
