@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
   train->add_option("--resize", cfg.resize, "Resize images to NxN on the device (e.g. 224 for AlexNet on MNIST)");
   train->add_option("--epochs", cfg.epochs, "Number of epochs (the total, also when resuming)")->capture_default_str();
   train->add_option("--batch-size", cfg.batch_size, "Images per step")->capture_default_str();
-  auto* lr_opt = train->add_option("--lr", cfg.lr, "Learning rate (default: 0.05 for sgd, 0.001 for adam/adamw)");
+  auto* lr_opt = train->add_option("--lr", cfg.lr, "Learning rate (default: sgd 0.05 for mlp, 0.01 for alexnet; adam/adamw 0.001)");
   train->add_option("--optimizer", cfg.optimizer, "sgd | adam | adamw")->capture_default_str();
   train->add_option("--momentum", cfg.momentum, "SGD momentum")->capture_default_str();
   train->add_flag("--nesterov", cfg.nesterov, "Nesterov momentum (SGD)");
@@ -266,7 +266,7 @@ int main(int argc, char** argv) {
       cfg.model.hidden = parse_hidden(hidden_text);
       dataset_stats(cfg.dataset, cfg.model.mean, cfg.model.std);
       cfg.progress = !quiet;
-      if (lr_opt->count() == 0) cfg.lr = cfg.optimizer == "sgd" ? 0.05f : 1e-3f;
+      if (lr_opt->count() == 0) cfg.lr = cfg.optimizer != "sgd" ? 1e-3f : model_name == "mlp" ? 0.05f : 0.01f;
       cfg.validate();
       cfg.device = resolve_device(device_text);
       if (data_dir.empty()) data_dir = default_data_dir(cfg.dataset);

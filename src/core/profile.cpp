@@ -12,6 +12,7 @@
 #include <nvtx3/nvToolsExt.h>
 
 #include "cuda/runtime.h"
+#include "kiln/cuda.h"
 #endif
 
 namespace kiln::profile {
