@@ -1,16 +1,370 @@
-// PLACEHOLDER: being written; every function throws until then.
+// CUDA twins of the CNN helper kernels: max pooling, adaptive average pooling, local response norm
+// (across channels), dropout and bilinear resize. Every kernel is a 64-bit grid-stride loop with
+// one thread per output element; the per-element work lives in __host__ __device__ functions so
+// that it can also be exercised on the host against the CPU twins.
+//
+//  - max_pool2d_forward: thread per output, scans its window (first maximum wins, first NaN wins,
+//    exactly like the CPU twin, so values and argmax agree bit for bit).
+//  - max_pool2d_backward: the twin signature carries no window geometry, so it cannot gather; it
+//    zeroes dx (cudaMemsetAsync) and scatter-adds dy at argmax with atomicAdd. Where two windows
+//    pick the same element the float sum is still exact-order-free (a + b == b + a); only an element
+//    that wins three or more windows gets a run-to-run nondeterministic rounding order.
+//  - adaptive_avg_pool2d_backward: gather, deterministic: each input element sums dy / count over
+//    the cells that cover it, found in closed form from the shapes.
+//  - lrn_forward / lrn_backward: thread per element, loops over the channel window (stride H*W:
+//    neighbouring threads read neighbouring w, so the loads coalesce).
+//  - dropout: the Philox mask from (seed, offset + i); the kept values are one rounded multiply
+//    (__fmul_rn) by the same float 1 / (1 - p) the CPU twin uses, so the outputs are bit-identical.
+//  - resize_bilinear: the source coordinate is computed with explicitly rounded float ops, as on
+//    the CPU (no FMA contraction), so both twins pick the same taps.
+#include <cstdint>
+#include <limits>
+
 #include "backend/backend.h"
+#include "cuda/runtime.h"
+#include "kiln/random.h"
+
+namespace {
+
+using kiln::Pool2dParams;
+using kiln::Tensor;
+using std::int64_t;
+using std::uint64_t;
+
+constexpr int kThreads = 256;
+
+#define KILN_CNN_HD __host__ __device__ __forceinline__
+
+__device__ __forceinline__ int64_t global_tid() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
+KILN_CNN_HD int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+KILN_CNN_HD int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+KILN_CNN_HD bool is_nan(float v) { return v != v; }
+
+// Rounded float ops that nvcc may not fuse into an FMA (plain ops on the host, where the C++17
+// build does not contract either).
+KILN_CNN_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+KILN_CNN_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+// ---- max pooling ----------------------------------------------------------------------------------
+struct PoolGeom {
+  int64_t H, W, P, Q;
+  int64_t kh, kw, sh, sw, ph, pw;
+};
+
+// Output element o (flat over [planes, P, Q]): the window's maximum and its flat index h * W + w in
+// the plane. The window always holds a real element (padding <= kernel / 2).
+KILN_CNN_HD void max_pool_elem(const float* x, const PoolGeom& g, int64_t o, float* best_out, int* index_out) {
+  const int64_t j = o % g.Q;
+  const int64_t i = (o / g.Q) % g.P;
+  const int64_t plane = o / (g.P * g.Q);
+  const float* xp = x + plane * g.H * g.W;
+  const int64_t h0 = i * g.sh - g.ph, w0 = j * g.sw - g.pw;
+  const int64_t hs = max64(h0, 0), he = min64(h0 + g.kh, g.H);
+  const int64_t ws = max64(w0, 0), we = min64(w0 + g.kw, g.W);
+  float best = -INFINITY;
+  int64_t bi = hs * g.W + ws;
+  for (int64_t h = hs; h < he; ++h)
+    for (int64_t w = ws; w < we; ++w) {
+      const float v = xp[h * g.W + w];
+      if (v > best || (is_nan(v) && !is_nan(best))) {
+        best = v;
+        bi = h * g.W + w;
+      }
+    }
+  *best_out = best;
+  *index_out = static_cast<int>(bi);
+}
+
+__global__ void max_pool2d_forward_kernel(const float* x, float* y, int* argmax, int64_t n, PoolGeom g) {
+  for (int64_t o = global_tid(); o < n; o += grid_stride()) {
+    float v;
+    int idx;
+    max_pool_elem(x, g, o, &v, &idx);
+    y[o] = v;
+    argmax[o] = idx;
+  }
+}
+
+// dx (zeroed) += dy at each output's argmax; plane_in = H * W, plane_out = P * Q.
+__global__ void max_pool2d_backward_kernel(const float* dy, const int* argmax, float* dx, int64_t n,
+                                           int64_t plane_out, int64_t plane_in) {
+  for (int64_t o = global_tid(); o < n; o += grid_stride())
+    atomicAdd(dx + (o / plane_out) * plane_in + argmax[o], dy[o]);
+}
+
+// ---- adaptive average pooling ----------------------------------------------------------------------
+// Cell i of `out` cells over `in` rows covers [floor(i in / out), ceil((i + 1) in / out)).
+KILN_CNN_HD int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+KILN_CNN_HD int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+// The cells covering row h are [floor(h out / in), ceil((h + 1) out / in) - 1]: start(i) <= h iff
+// i in < (h + 1) out, and end(i) > h iff (i + 1) in > h out.
+KILN_CNN_HD int64_t covering_first(int64_t h, int64_t in, int64_t out) { return (h * out) / in; }
+KILN_CNN_HD int64_t covering_last(int64_t h, int64_t in, int64_t out) {
+  return min64(((h + 1) * out + in - 1) / in - 1, out - 1);
+}
+
+struct AdaptiveGeom {
+  int64_t H, W, P, Q;
+};
+
+KILN_CNN_HD float adaptive_avg_elem(const float* x, const AdaptiveGeom& g, int64_t o) {
+  const int64_t j = o % g.Q;
+  const int64_t i = (o / g.Q) % g.P;
+  const int64_t plane = o / (g.P * g.Q);
+  const float* xp = x + plane * g.H * g.W;
+  const int64_t hs = adaptive_start(i, g.H, g.P), he = adaptive_end(i, g.H, g.P);
+  const int64_t ws = adaptive_start(j, g.W, g.Q), we = adaptive_end(j, g.W, g.Q);
+  float s = 0.0f;
+  for (int64_t h = hs; h < he; ++h)
+    for (int64_t w = ws; w < we; ++w) s += xp[h * g.W + w];
+  return s / static_cast<float>((he - hs) * (we - ws));
+}
+
+// Input element e (flat over [planes, H, W]): sum of dy / count over the covering cells.
+KILN_CNN_HD float adaptive_avg_backward_elem(const float* dy, const AdaptiveGeom& g, int64_t e) {
+  const int64_t w = e % g.W;
+  const int64_t h = (e / g.W) % g.H;
+  const int64_t plane = e / (g.H * g.W);
+  const float* gp = dy + plane * g.P * g.Q;
+  const int64_t i0 = covering_first(h, g.H, g.P), i1 = covering_last(h, g.H, g.P);
+  const int64_t j0 = covering_first(w, g.W, g.Q), j1 = covering_last(w, g.W, g.Q);
+  float s = 0.0f;
+  for (int64_t i = i0; i <= i1; ++i) {
+    const int64_t rows = adaptive_end(i, g.H, g.P) - adaptive_start(i, g.H, g.P);
+    for (int64_t j = j0; j <= j1; ++j) {
+      const int64_t cols = adaptive_end(j, g.W, g.Q) - adaptive_start(j, g.W, g.Q);
+      s += gp[i * g.Q + j] / static_cast<float>(rows * cols);
+    }
+  }
+  return s;
+}
+
+__global__ void adaptive_avg_forward_kernel(const float* x, float* y, int64_t n, AdaptiveGeom g) {
+  for (int64_t o = global_tid(); o < n; o += grid_stride()) y[o] = adaptive_avg_elem(x, g, o);
+}
+
+__global__ void adaptive_avg_backward_kernel(const float* dy, float* dx, int64_t n, AdaptiveGeom g) {
+  for (int64_t e = global_tid(); e < n; e += grid_stride()) dx[e] = adaptive_avg_backward_elem(dy, g, e);
+}
+
+// ---- local response norm ---------------------------------------------------------------------------
+struct LrnGeom {
+  int64_t C, HW, size;
+  float a;     // alpha / size
+  float beta;
+  float k;
+  float coef;  // 2 alpha beta / size
+};
+
+// Element e of [N, C, H*W]: scale = k + alpha/size * sum of x^2 over [c - size/2, c + (size-1)/2] ∩ [0, C).
+KILN_CNN_HD void lrn_elem(const float* x, const LrnGeom& g, int64_t e, float* y_out, float* scale_out) {
+  const int64_t s = e % g.HW;
+  const int64_t c = (e / g.HW) % g.C;
+  const int64_t base = e - (c * g.HW + s);  // start of the sample
+  const int64_t lo = max64(c - g.size / 2, 0), hi = min64(c + (g.size - 1) / 2, g.C - 1);
+  float sq = 0.0f;
+  for (int64_t cc = lo; cc <= hi; ++cc) {
+    const float v = x[base + cc * g.HW + s];
+    sq += v * v;
+  }
+  const float sc = g.k + g.a * sq;
+  *scale_out = sc;
+  *y_out = x[e] * powf(sc, -g.beta);
+}
+
+// dx = dy scale^-beta - coef x sum_{c' in [c - (size-1)/2, c + size/2] ∩ [0, C)} dy[c'] y[c'] / scale[c'].
+KILN_CNN_HD float lrn_backward_elem(const float* x, const float* y, const float* scale, const float* dy,
+                                    const LrnGeom& g, int64_t e) {
+  const int64_t s = e % g.HW;
+  const int64_t c = (e / g.HW) % g.C;
+  const int64_t base = e - (c * g.HW + s);
+  const int64_t lo = max64(c - (g.size - 1) / 2, 0), hi = min64(c + g.size / 2, g.C - 1);
+  float acc = 0.0f;
+  for (int64_t cc = lo; cc <= hi; ++cc) {
+    const int64_t f = base + cc * g.HW + s;
+    acc += dy[f] * y[f] / scale[f];
+  }
+  return dy[e] * powf(scale[e], -g.beta) - g.coef * x[e] * acc;
+}
+
+__global__ void lrn_forward_kernel(const float* x, float* y, float* scale, int64_t n, LrnGeom g) {
+  for (int64_t e = global_tid(); e < n; e += grid_stride()) {
+    float v, sc;
+    lrn_elem(x, g, e, &v, &sc);
+    y[e] = v;
+    scale[e] = sc;
+  }
+}
+
+__global__ void lrn_backward_kernel(const float* x, const float* y, const float* scale, const float* dy, float* dx,
+                                    int64_t n, LrnGeom g) {
+  for (int64_t e = global_tid(); e < n; e += grid_stride()) dx[e] = lrn_backward_elem(x, y, scale, dy, g, e);
+}
+
+// ---- dropout -----------------------------------------------------------------------------------------
+KILN_CNN_HD float dropout_elem(float x, float p, float s, uint64_t seed, uint64_t offset, int64_t i) {
+  return kiln::philox::uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? mul_rn(x, s) : 0.0f;
+}
+
+// Also the backward (same mask, same scale).
+__global__ void dropout_kernel(const float* x, float* y, int64_t n, float p, float s, uint64_t seed,
+                               uint64_t offset) {
+  for (int64_t i = global_tid(); i < n; i += grid_stride()) y[i] = dropout_elem(x[i], p, s, seed, offset, i);
+}
+
+// ---- bilinear resize ------------------------------------------------------------------------------------
+struct ResizeGeom {
+  int64_t H, W, OH, OW;
+  float sh, sw;  // in / out, as floats (PyTorch's scale)
+};
+
+// Source taps along one axis: src = scale (d + 0.5) - 0.5, clamped below at 0 (align_corners = false).
+KILN_CNN_HD void bilinear_tap(int64_t d, int64_t in, float scale, int64_t* i0, int64_t* i1, float* w0, float* w1) {
+  float src = add_rn(mul_rn(scale, add_rn(static_cast<float>(d), 0.5f)), -0.5f);
+  if (src < 0.0f) src = 0.0f;
+  const int64_t a = min64(static_cast<int64_t>(src), in - 1);
+  const float l1 = add_rn(src, -static_cast<float>(a));
+  *i0 = a;
+  *i1 = a < in - 1 ? a + 1 : a;
+  *w0 = 1.0f - l1;
+  *w1 = l1;
+}
+
+KILN_CNN_HD float resize_elem(const float* x, const ResizeGeom& g, int64_t o) {
+  const int64_t ow = o % g.OW;
+  const int64_t oh = (o / g.OW) % g.OH;
+  const int64_t plane = o / (g.OH * g.OW);
+  int64_t h0, h1, w0, w1;
+  float a0, a1, b0, b1;
+  bilinear_tap(oh, g.H, g.sh, &h0, &h1, &a0, &a1);
+  bilinear_tap(ow, g.W, g.sw, &w0, &w1, &b0, &b1);
+  const float* xp = x + plane * g.H * g.W;
+  const float top = b0 * xp[h0 * g.W + w0] + b1 * xp[h0 * g.W + w1];
+  const float bot = b0 * xp[h1 * g.W + w0] + b1 * xp[h1 * g.W + w1];
+  return a0 * top + a1 * bot;
+}
+
+__global__ void resize_bilinear_kernel(const float* x, float* y, int64_t n, ResizeGeom g) {
+  for (int64_t o = global_tid(); o < n; o += grid_stride()) y[o] = resize_elem(x, g, o);
+}
+
+float dropout_scale(float p) { return static_cast<float>(1.0 / (1.0 - static_cast<double>(p))); }
+
+}  // namespace
 
 namespace kiln::cuda {
 
-void max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& argmax) { KILN_FAIL("max_pool2d_forward: not implemented yet"); }
-void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, Tensor& dx) { KILN_FAIL("max_pool2d_backward: not implemented yet"); }
-void adaptive_avg_pool2d_forward(const Tensor& x, Tensor& y) { KILN_FAIL("adaptive_avg_pool2d_forward: not implemented yet"); }
-void adaptive_avg_pool2d_backward(const Tensor& dy, Tensor& dx) { KILN_FAIL("adaptive_avg_pool2d_backward: not implemented yet"); }
-void lrn_forward(const Tensor& x, std::int64_t size, float alpha, float beta, float k, Tensor& y, Tensor& scale) { KILN_FAIL("lrn_forward: not implemented yet"); }
-void lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy, std::int64_t size, float alpha, float beta, float k, Tensor& dx) { KILN_FAIL("lrn_backward: not implemented yet"); }
-void dropout_forward(const Tensor& x, float p, std::uint64_t seed, std::uint64_t offset, Tensor& y) { KILN_FAIL("dropout_forward: not implemented yet"); }
-void dropout_backward(const Tensor& dy, float p, std::uint64_t seed, std::uint64_t offset, Tensor& dx) { KILN_FAIL("dropout_backward: not implemented yet"); }
-void resize_bilinear(const Tensor& x, Tensor& y) { KILN_FAIL("resize_bilinear: not implemented yet"); }
+void max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& argmax) {
+  const PoolGeom g{x.size(2), x.size(3), y.size(2), y.size(3), p.kernel_h, p.kernel_w,
+                   p.stride_h, p.stride_w, p.pad_h,   p.pad_w};
+  KILN_CHECK(g.H * g.W <= std::numeric_limits<std::int32_t>::max(), "max_pool2d: plane ", g.H, "x", g.W,
+             " too large for int32 argmax indices");
+  KILN_CHECK(argmax.numel() == y.numel(), "max_pool2d_forward: argmax ", argmax.str(), " does not match ", y.str());
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_stream(y.device().index);
+  max_pool2d_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), y.data<float>(),
+                                                                             argmax.data<std::int32_t>(), n, g);
+  KILN_CUDA_LAUNCH_CHECK("max_pool2d_forward_kernel");
+}
+
+void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, Tensor& dx) {
+  KILN_CHECK(argmax.numel() == dy.numel(), "max_pool2d_backward: argmax ", argmax.str(), " does not match ", dy.str());
+  if (dx.numel() == 0) return;
+  cudaStream_t stream = current_stream(dx.device().index);
+  KILN_CUDA_CHECK(cudaMemsetAsync(dx.data<float>(), 0, dx.nbytes(), stream));
+  const int64_t n = dy.numel();
+  if (n == 0) return;
+  max_pool2d_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
+      dy.data<float>(), argmax.data<std::int32_t>(), dx.data<float>(), n, dy.size(2) * dy.size(3),
+      dx.size(2) * dx.size(3));
+  KILN_CUDA_LAUNCH_CHECK("max_pool2d_backward_kernel");
+}
+
+void adaptive_avg_pool2d_forward(const Tensor& x, Tensor& y) {
+  const AdaptiveGeom g{x.size(2), x.size(3), y.size(2), y.size(3)};
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_stream(y.device().index);
+  adaptive_avg_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), y.data<float>(), n, g);
+  KILN_CUDA_LAUNCH_CHECK("adaptive_avg_forward_kernel");
+}
+
+void adaptive_avg_pool2d_backward(const Tensor& dy, Tensor& dx) {
+  const AdaptiveGeom g{dx.size(2), dx.size(3), dy.size(2), dy.size(3)};
+  const int64_t n = dx.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_stream(dx.device().index);
+  adaptive_avg_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(dy.data<float>(), dx.data<float>(),
+                                                                                n, g);
+  KILN_CUDA_LAUNCH_CHECK("adaptive_avg_backward_kernel");
+}
+
+void lrn_forward(const Tensor& x, std::int64_t size, float alpha, float beta, float k, Tensor& y, Tensor& scale) {
+  const LrnGeom g{x.size(1), x.size(2) * x.size(3), size, alpha / static_cast<float>(size), beta, k, 0.0f};
+  const int64_t n = x.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_stream(y.device().index);
+  lrn_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), y.data<float>(),
+                                                                      scale.data<float>(), n, g);
+  KILN_CUDA_LAUNCH_CHECK("lrn_forward_kernel");
+}
+
+void lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy, std::int64_t size,
+                  float alpha, float beta, float k, Tensor& dx) {
+  const float coef = static_cast<float>(2.0 * alpha * beta / static_cast<double>(size));
+  const LrnGeom g{x.size(1), x.size(2) * x.size(3), size, alpha / static_cast<float>(size), beta, k, coef};
+  const int64_t n = x.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_stream(dx.device().index);
+  lrn_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
+      x.data<float>(), y.data<float>(), scale.data<float>(), dy.data<float>(), dx.data<float>(), n, g);
+  KILN_CUDA_LAUNCH_CHECK("lrn_backward_kernel");
+}
+
+void dropout_forward(const Tensor& x, float p, std::uint64_t seed, std::uint64_t offset, Tensor& y) {
+  const int64_t n = x.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_stream(y.device().index);
+  dropout_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), y.data<float>(), n, p,
+                                                                  dropout_scale(p), seed, offset);
+  KILN_CUDA_LAUNCH_CHECK("dropout_kernel");
+}
+
+void dropout_backward(const Tensor& dy, float p, std::uint64_t seed, std::uint64_t offset, Tensor& dx) {
+  const int64_t n = dy.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_stream(dx.device().index);
+  dropout_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(dy.data<float>(), dx.data<float>(), n, p,
+                                                                  dropout_scale(p), seed, offset);
+  KILN_CUDA_LAUNCH_CHECK("dropout_kernel (backward)");
+}
+
+void resize_bilinear(const Tensor& x, Tensor& y) {
+  const ResizeGeom g{x.size(2), x.size(3), y.size(2), y.size(3),
+                     static_cast<float>(x.size(2)) / static_cast<float>(y.size(2)),
+                     static_cast<float>(x.size(3)) / static_cast<float>(y.size(3))};
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  cudaStream_t stream = current_stream(y.device().index);
+  resize_bilinear_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), y.data<float>(), n, g);
+  KILN_CUDA_LAUNCH_CHECK("resize_bilinear_kernel");
+}
 
 }  // namespace kiln::cuda
