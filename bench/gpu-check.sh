@@ -36,7 +36,7 @@ fi
 export LD_LIBRARY_PATH=$cudnn_root/lib:${LD_LIBRARY_PATH:-}
 log "cuDNN from $cudnn_root, building for sm_$arch"
 
-apt_deps=(libgtest-dev libopenblas-dev libcli11-dev zlib1g-dev libstb-dev)
+apt_deps=(libgtest-dev libopenblas-openmp-dev libcli11-dev zlib1g-dev libstb-dev)
 missing=(); for p in "${apt_deps[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [[ ${#missing[@]} -gt 0 ]]; then
   (apt-get update -qq && apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1 || log "could not apt-get ${missing[*]}"
