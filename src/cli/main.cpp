@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -156,6 +157,27 @@ int cmd_predict(const std::string& ckpt, const std::vector<std::string>& images,
   return 0;
 }
 
+// Decoded images per second of the image-folder pipeline, in total and per worker thread.
+int cmd_bench_loader(const std::string& dir, int size, const kiln::train::Config& c) {
+  kiln::data::ImageFolderOptions o;
+  o.size = size;
+  auto src = std::make_shared<kiln::data::ImageFolder>(dir, o);
+  kiln::data::LoaderOptions lo;
+  lo.batch_size = c.batch_size, lo.workers = c.workers, lo.device = Device::cpu(), lo.seed = 1;
+  kiln::data::Loader loader(src, lo);
+  loader.start_epoch(0);
+  kiln::data::Batch b;
+  std::int64_t n = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (loader.next(b)) n += b.labels.numel();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("image folder %s: %lld images -> %dx%d in %.2f s with %d workers: %.1f images/s, %.1f per worker "
+              "(%lld undecodable, skipped)\n",
+              dir.c_str(), static_cast<long long>(n), size, size, s, c.workers, n / s, n / s / c.workers,
+              static_cast<long long>(loader.skipped()));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -218,6 +240,9 @@ int main(int argc, char** argv) {
   bench->add_option("--steps", bcfg.profile_steps, "Timed steps (after 5 warm-up steps)")->capture_default_str();
   bench->add_option("--workers", bcfg.workers, "Batch-assembly threads")->capture_default_str();
   bench->add_option("--device", bench_device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  std::string bench_folder;
+  bench->add_option("--loader-only", bench_folder,
+                    "Time only the data pipeline on an image folder (decode + random-resized crop + flip), no model");
 
   // ---- eval
   std::string ckpt, eval_dataset = "mnist", eval_data, eval_device = "auto";
@@ -328,6 +353,7 @@ int main(int argc, char** argv) {
       return 0;
     }
 
+    if (bench->parsed() && !bench_folder.empty()) return cmd_bench_loader(bench_folder, bench_size, bcfg);
     if (bench->parsed()) {
       KILN_CHECK(bcfg.profile_steps >= 1, "--steps must be at least 1, got ", bcfg.profile_steps);
       KILN_CHECK(bcfg.batch_size >= 1, "--batch-size must be at least 1, got ", bcfg.batch_size);
