@@ -6,45 +6,23 @@
 
 #include "backend/backend.h"
 #include "cuda/runtime.h"
+#include "common.cuh"
 
 namespace {
 
 using kiln::DType;
 using kiln::Tensor;
 using std::int64_t;
+using kiln::cuda::dev::block_sum;
+using kiln::cuda::dev::global_tid;
+using kiln::cuda::dev::grid_stride;
+using kiln::cuda::dev::warp_sum;
 
 constexpr int kThreads = 256;      // elementwise and partial-sum blocks
 constexpr int kRowThreads = 512;   // block-per-row reductions
 constexpr int kMaxPartials = 1024; // sum_all: at most this many blocks in the first pass
 
-__device__ __forceinline__ int64_t global_tid() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32); valid in every thread. `smem` holds 33
-// doubles; the trailing barrier lets the caller reuse it at once.
-__device__ double block_sum(double v, double* smem) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int nwarps = blockDim.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    double w = lane < nwarps ? smem[lane] : 0.0;
-    w = warp_sum(w);
-    if (lane == 0) smem[32] = w;
-  }
-  __syncthreads();
-  const double r = smem[32];
-  __syncthreads();
-  return r;
-}
 
 // ---- sum_all ---------------------------------------------------------------------------------------
 // Each block sums a grid-strided share of x and writes one partial: out[blockIdx.x]. Run with

@@ -19,6 +19,11 @@ bool is_dir(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+bool is_file(const std::string& p) {
+  struct stat st{};
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
 std::vector<std::string> list_dir(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) KILN_FAIL("cannot open image folder ", dir, ": ", std::strerror(errno));
@@ -48,7 +53,7 @@ bool is_image_name(const std::string& n) {
 struct SampleRng {
   std::uint64_t counter;
   std::uint32_t k = 0;
-  float next() { return philox::uniform(0x696d616765ull, counter * 16 + k++); }
+  float next() { return philox::uniform(0x696d616765ull, counter * 64 + k++); }  // <= 41 draws per sample
 };
 }  // namespace
 
@@ -63,7 +68,7 @@ ImageFolder::ImageFolder(const std::string& dir, const ImageFolderOptions& optio
     if (!is_dir(cdir)) continue;
     std::int64_t count = 0;
     for (const std::string& f : list_dir(cdir))
-      if (is_image_name(f)) {
+      if (is_image_name(f) && is_file(cdir + "/" + f)) {
         files->emplace_back(cdir + "/" + f, static_cast<std::int32_t>(classes_.size()));
         ++count;
       }
@@ -96,7 +101,8 @@ std::pair<std::shared_ptr<ImageFolder>, std::shared_ptr<ImageFolder>> ImageFolde
     const std::uint64_t r = philox::philox4x32(i, seed ^ 0x73706c6974ull).x;
     std::swap(idx[i], idx[r % (i + 1)]);
   }
-  const std::size_t nval = std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(fraction * idx.size())));
+  const std::size_t nval = std::clamp<std::size_t>(static_cast<std::size_t>(std::lround(fraction * idx.size())), 1,
+                                                   idx.size() - 1);  // both parts keep at least one image
   std::vector<std::int64_t> val(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(nval));
   std::vector<std::int64_t> train(idx.begin() + static_cast<std::ptrdiff_t>(nval), idx.end());
   std::sort(val.begin(), val.end());
