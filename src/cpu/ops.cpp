@@ -5,6 +5,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "backend/backend.h"
 #include "kiln/random.h"
@@ -73,52 +78,72 @@ void normal(Tensor& y, std::uint64_t seed, std::uint64_t offset, float mean, flo
 }
 
 // ---- elementwise -------------------------------------------------------------------------------------
+// The loop bodies are plain functions over [begin, end) that the compiler vectorises; OpenMP only
+// splits very large ranges across threads (see kParallelMin).
+template <class F>
+void for_range(i64 n, F&& f) {
+#if defined(_OPENMP)
+  if (n > kParallelMin) {
+#pragma omp parallel
+    {
+      const i64 t = omp_get_thread_num(), T = omp_get_num_threads();
+      f(n * t / T, n * (t + 1) / T);
+    }
+    return;
+  }
+#endif
+  f(0, n);
+}
+
 void add(float alpha, const Tensor& a, float beta, const Tensor& b, Tensor& y) {
-  const float *pa = a.data<float>(), *pb = b.data<float>();
+  const float* __restrict pa = a.data<float>();
+  const float* __restrict pb = b.data<float>();
   float* py = y.data<float>();
-  const i64 n = y.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (i64 i = 0; i < n; ++i) py[i] = alpha * pa[i] + beta * pb[i];
+  for_range(y.numel(), [=](i64 b0, i64 e) {
+    for (i64 i = b0; i < e; ++i) py[i] = alpha * pa[i] + beta * pb[i];
+  });
 }
 
 void mul(const Tensor& a, const Tensor& b, Tensor& y) {
-  const float *pa = a.data<float>(), *pb = b.data<float>();
+  const float* __restrict pa = a.data<float>();
+  const float* __restrict pb = b.data<float>();
   float* py = y.data<float>();
-  const i64 n = y.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (i64 i = 0; i < n; ++i) py[i] = pa[i] * pb[i];
+  for_range(y.numel(), [=](i64 b0, i64 e) {
+    for (i64 i = b0; i < e; ++i) py[i] = pa[i] * pb[i];
+  });
 }
 
 void scale(const Tensor& x, float s, Tensor& y) {
   const float* px = x.data<float>();
   float* py = y.data<float>();
-  const i64 n = y.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (i64 i = 0; i < n; ++i) py[i] = s * px[i];
+  for_range(y.numel(), [=](i64 b0, i64 e) {
+    for (i64 i = b0; i < e; ++i) py[i] = s * px[i];
+  });
 }
 
 void axpy(float alpha, const Tensor& x, Tensor& y) {
   const float* px = x.data<float>();
   float* py = y.data<float>();
-  const i64 n = y.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (i64 i = 0; i < n; ++i) py[i] += alpha * px[i];
+  for_range(y.numel(), [=](i64 b0, i64 e) {
+    for (i64 i = b0; i < e; ++i) py[i] += alpha * px[i];
+  });
 }
 
 void relu(const Tensor& x, Tensor& y) {
   const float* px = x.data<float>();
   float* py = y.data<float>();
-  const i64 n = y.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (i64 i = 0; i < n; ++i) py[i] = px[i] < 0.0f ? 0.0f : px[i];  // NaN stays NaN (divergence must show)
+  for_range(y.numel(), [=](i64 b0, i64 e) {
+    for (i64 i = b0; i < e; ++i) py[i] = px[i] < 0.0f ? 0.0f : px[i];  // NaN stays NaN (divergence must show)
+  });
 }
 
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
-  const float *py = y.data<float>(), *pdy = dy.data<float>();
+  const float* py = y.data<float>();
+  const float* pdy = dy.data<float>();
   float* pdx = dx.data<float>();
-  const i64 n = dx.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (i64 i = 0; i < n; ++i) pdx[i] = py[i] > 0.0f ? pdy[i] : 0.0f;
+  for_range(dx.numel(), [=](i64 b0, i64 e) {
+    for (i64 i = b0; i < e; ++i) pdx[i] = py[i] > 0.0f ? pdy[i] : 0.0f;
+  });
 }
 
 void bias_add(const Tensor& x, const Tensor& bias, Tensor& y) {
@@ -153,8 +178,25 @@ void bias_grad(const Tensor& dy, Tensor& dbias) {
 void sum_all(const Tensor& x, Tensor& y) {
   const float* px = x.data<float>();
   const i64 n = x.numel();
+  // Per-thread partial sums in double (SIMD lanes in a fixed order), combined in thread order.
   double s = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : s) if (n > kParallelMin)
+#if defined(_OPENMP)
+  if (n > kParallelMin) {
+    std::vector<double> part(static_cast<std::size_t>(omp_get_max_threads()), 0.0);
+#pragma omp parallel
+    {
+      const i64 t = omp_get_thread_num(), T = omp_get_num_threads();
+      double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+      for (i64 i = n * t / T; i < n * (t + 1) / T; ++i) acc += px[i];
+      part[static_cast<std::size_t>(t)] = acc;
+    }
+    for (double v : part) s += v;
+    *y.data<float>() = static_cast<float>(s);
+    return;
+  }
+#endif
+#pragma omp simd reduction(+ : s)
   for (i64 i = 0; i < n; ++i) s += px[i];
   *y.data<float>() = static_cast<float>(s);
 }
@@ -176,9 +218,17 @@ void broadcast_axis(const Tensor& dy, float s, i64 outer, i64 n, i64 inner, Tens
   const float* pdy = dy.data<float>();
   float* pdx = dx.data<float>();
 #pragma omp parallel for schedule(static) if (dx.numel() > kParallelMin)
-  for (i64 o = 0; o < outer; ++o)
-    for (i64 k = 0; k < n; ++k)
-      for (i64 i = 0; i < inner; ++i) pdx[(o * n + k) * inner + i] = s * pdy[o * inner + i];
+  for (i64 o = 0; o < outer; ++o) {
+    if (inner == 1) {  // sum over the last axis (or over everything): one value per row
+      std::fill(pdx + o * n, pdx + (o + 1) * n, s * pdy[o]);
+      continue;
+    }
+    for (i64 k = 0; k < n; ++k) {
+      float* row = pdx + (o * n + k) * inner;
+      const float* src = pdy + o * inner;
+      for (i64 i = 0; i < inner; ++i) row[i] = s * src[i];
+    }
+  }
 }
 
 // ---- classification ----------------------------------------------------------------------------------
