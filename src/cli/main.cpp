@@ -183,6 +183,8 @@ int cmd_bench_loader(const std::string& dir, int size, const kiln::train::Config
 int main(int argc, char** argv) {
   CLI::App app{"kiln — train MLPs and CNNs in C++17/CUDA, on a GPU or the CPU"};
   app.require_subcommand(1);
+  // A flag given twice takes its last value, so `./kiln.sh train mnist --epochs 1` overrides the script's.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   // ---- train
   kiln::train::Config cfg;
