@@ -20,16 +20,7 @@
 #include "kiln/kiln.h"
 #include "train_fixtures.h"
 
-// The library compiles stb_image itself; the tests only need the writer.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#include <stb/stb_image_write.h>
-#pragma GCC diagnostic pop
+#include "stb_write.h"
 
 namespace {
 

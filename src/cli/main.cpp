@@ -15,6 +15,7 @@
 #include "kiln/kiln.h"
 #include "kiln/image.h"
 #include "kiln/train.h"
+#include "train/report.h"
 
 namespace {
 
@@ -38,23 +39,6 @@ int cmd_info() {
     pos = nl + 1;
   }
   return 0;
-}
-
-std::string json_quote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
 }
 
 Device resolve_device(const std::string& text) {
@@ -136,14 +120,14 @@ int cmd_predict(const std::string& ckpt, const std::vector<std::string>& images,
     };
     const std::string& path = images[static_cast<std::size_t>(i)];
     if (as_json) {
-      std::string line = "{\"image\":" + json_quote(path) + ",\"probabilities\":{";
+      std::string line = "{\"image\":" + kiln::train::detail::json_string(path) + ",\"probabilities\":{";
       for (std::int64_t k = 0; k < K; ++k) {
         char buf[64];
         std::snprintf(buf, sizeof buf, "%.9g", probs[static_cast<std::size_t>(k)].first);
-        line += (k ? "," : "") + json_quote(name(k)) + ":" + buf;
+        line += (k ? "," : "") + kiln::train::detail::json_string(name(k)) + ":" + buf;
       }
       std::sort(probs.begin(), probs.end(), [](auto& a, auto& b) { return a.first > b.first; });
-      line += "},\"top\":" + json_quote(name(probs[0].second)) + "}";
+      line += "},\"top\":" + kiln::train::detail::json_string(name(probs[0].second)) + "}";
       std::printf("%s\n", line.c_str());
     } else {
       std::sort(probs.begin(), probs.end(), [](auto& a, auto& b) { return a.first > b.first; });
