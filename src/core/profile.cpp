@@ -26,6 +26,7 @@ struct Pending {
   std::string name, phase;
   double flops;
   double ms;     // CPU regions: measured directly
+  int device;
   void* start;   // CUDA regions: events, read at end_step
   void* stop;
 };
@@ -37,7 +38,7 @@ struct State {
   std::vector<std::pair<std::string, std::string>> order;  // (name, phase) first-seen
   std::map<std::pair<std::string, std::string>, Row> totals;
   std::int64_t steps = 0;
-  std::vector<void*> event_pool;
+  std::map<int, std::vector<void*>> event_pool;  // per device: an event belongs to the device it was made on
 };
 State& state() {
   static State* s = new State();
@@ -47,12 +48,14 @@ State& state() {
 thread_local std::string t_layer;
 
 #if defined(KILN_WITH_CUDA)
-void* take_event(State& s) {
-  if (!s.event_pool.empty()) {
-    void* e = s.event_pool.back();
-    s.event_pool.pop_back();
+void* take_event(State& s, int device) {
+  auto& pool = s.event_pool[device];
+  if (!pool.empty()) {
+    void* e = pool.back();
+    pool.pop_back();
     return e;
   }
+  cuda::DeviceGuard guard(device);
   cudaEvent_t e;
   KILN_CUDA_CHECK(cudaEventCreate(&e));
   return e;
@@ -85,7 +88,7 @@ Scope::Scope(std::string name, const char* phase, Device device, double flops)
 #if defined(KILN_WITH_CUDA)
   if (device.is_cuda()) {
     std::lock_guard<std::mutex> lock(s.mutex);
-    start_ = take_event(s);
+    start_ = take_event(s, device.index);
     KILN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(start_), cuda::current_stream(device.index)));
     return;
   }
@@ -99,13 +102,13 @@ Scope::~Scope() {
   std::lock_guard<std::mutex> lock(s.mutex);
 #if defined(KILN_WITH_CUDA)
   if (start_) {
-    void* stop = take_event(s);
+    void* stop = take_event(s, device_.index);
     KILN_CUDA_WARN(cudaEventRecord(static_cast<cudaEvent_t>(stop), cuda::current_stream(device_.index)));
-    s.pending.push_back({name_, phase_, flops_, 0.0, start_, stop});
+    s.pending.push_back({name_, phase_, flops_, 0.0, device_.index, start_, stop});
     return;
   }
 #endif
-  s.pending.push_back({name_, phase_, flops_, now_ms() - t0_, nullptr, nullptr});
+  s.pending.push_back({name_, phase_, flops_, now_ms() - t0_, -1, nullptr, nullptr});
 }
 
 void end_step(Device device) {
@@ -124,8 +127,8 @@ void end_step(Device device) {
       float f = 0;
       KILN_CUDA_CHECK(cudaEventElapsedTime(&f, static_cast<cudaEvent_t>(p.start), static_cast<cudaEvent_t>(p.stop)));
       ms = f;
-      s.event_pool.push_back(p.start);
-      s.event_pool.push_back(p.stop);
+      s.event_pool[p.device].push_back(p.start);
+      s.event_pool[p.device].push_back(p.stop);
     }
 #endif
     const auto key = std::make_pair(p.name, p.phase);
@@ -146,7 +149,7 @@ void reset() {
   std::lock_guard<std::mutex> lock(s.mutex);
 #if defined(KILN_WITH_CUDA)
   for (Pending& p : s.pending)
-    if (p.start) s.event_pool.push_back(p.start), s.event_pool.push_back(p.stop);
+    if (p.start) s.event_pool[p.device].push_back(p.start), s.event_pool[p.device].push_back(p.stop);
 #endif
   s.pending.clear();
   s.totals.clear();

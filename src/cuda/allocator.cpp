@@ -55,7 +55,8 @@ struct DeviceCache {
 };
 
 DeviceCache& cache(int device) {
-  static DeviceCache caches[64];
+  // Never destroyed: tensors released during static destruction must still find their cache.
+  static DeviceCache* caches = new DeviceCache[64];
   KILN_CHECK(device >= 0 && device < 64, "CUDA device index ", device, " out of range");
   return caches[device];
 }
@@ -63,7 +64,7 @@ DeviceCache& cache(int device) {
 // Frees every cached block of the device; the caller holds the mutex.
 void flush(DeviceCache& c, int device) {
   if (c.free_blocks.empty()) return;
-  set_device(device);
+  DeviceGuard guard(device);
   KILN_CUDA_CHECK(cudaDeviceSynchronize());
   for (auto& [key, b] : c.free_blocks) {
     KILN_CUDA_WARN(cudaFree(b->ptr));
@@ -92,7 +93,7 @@ Block* allocate(std::size_t bytes, int device, cudaStream_t stream) {
     return b;
   }
 
-  set_device(device);
+  DeviceGuard guard(device);
   void* ptr = nullptr;
   cudaError_t e = cudaMalloc(&ptr, size);
   if (e == cudaErrorMemoryAllocation) {

@@ -76,13 +76,25 @@ void set_device(int device) {
   if (current != device) KILN_CUDA_CHECK(cudaSetDevice(device));
 }
 
+DeviceGuard::DeviceGuard(int device) {
+  check_index(device);
+  KILN_CUDA_CHECK(cudaGetDevice(&previous_));
+  if (previous_ != device) KILN_CUDA_CHECK(cudaSetDevice(device));
+}
+
+DeviceGuard::~DeviceGuard() {
+  int current = -1;
+  if (cudaGetDevice(&current) == cudaSuccess && current != previous_ && previous_ >= 0)
+    KILN_CUDA_WARN(cudaSetDevice(previous_));
+}
+
 cudaStream_t current_stream(int device) {
   check_index(device);
   if (cudaStream_t s = t_stream_override[static_cast<std::size_t>(device)]) return s;
   std::lock_guard<std::mutex> lock(g_stream_mutex);
   cudaStream_t& s = g_compute_streams[static_cast<std::size_t>(device)];
   if (!s) {
-    set_device(device);
+    DeviceGuard guard(device);
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   }
   return s;
@@ -102,7 +114,7 @@ cublasHandle_t cublas(int device) {
   check_index(device);
   cublasHandle_t& h = t_cublas[static_cast<std::size_t>(device)];
   if (!h) {
-    set_device(device);
+    DeviceGuard guard(device);
     KILN_CUBLAS_CHECK(cublasCreate(&h));
   }
   KILN_CUBLAS_CHECK(cublasSetStream(h, current_stream(device)));
@@ -113,7 +125,7 @@ cudnnHandle_t cudnn(int device) {
   check_index(device);
   cudnnHandle_t& h = t_cudnn[static_cast<std::size_t>(device)];
   if (!h) {
-    set_device(device);
+    DeviceGuard guard(device);
     KILN_CUDNN_CHECK(cudnnCreate(&h));
   }
   KILN_CUDNN_CHECK(cudnnSetStream(h, current_stream(device)));
@@ -136,7 +148,7 @@ void pinned_free(void* p) { KILN_CUDA_WARN(cudaFreeHost(p)); }
 void copy(void* dst, Device dst_dev, const void* src, Device src_dev, std::size_t bytes, bool sync) {
   if (bytes == 0) return;
   const int dev = dst_dev.is_cuda() ? dst_dev.index : src_dev.index;
-  set_device(dev);
+  DeviceGuard guard(dev);
   if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index) {
     // Peer copy: order it after the source device's pending work, and finish before returning.
     KILN_CUDA_CHECK(cudaStreamSynchronize(current_stream(src_dev.index)));

@@ -19,7 +19,22 @@ cudaStream_t current_stream(int device);
 // Makes `device` current on this thread (cudaSetDevice) when it is not already.
 void set_device(int device);
 
-// Routes this thread's launches for `device` to `stream` for the guard's lifetime.
+// Makes `device` current for its lifetime and restores the previous one (for code that must touch
+// a device without changing the caller's).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+// Routes this thread's launches for `device` to `stream` for the guard's lifetime. Caution: device
+// memory is reused in the order of the stream it was allocated on, so a tensor allocated under a
+// guard must not be used on another stream after it is freed (there is no record_stream yet).
 class StreamGuard {
  public:
   StreamGuard(int device, cudaStream_t stream);

@@ -79,6 +79,9 @@ struct Loader::Impl {
                " samples with drop_last");
     check_device_usable(o.device);
     const bool cuda = o.device.is_cuda();
+#if defined(KILN_WITH_CUDA)
+    if (cuda) cuda::set_device(o.device.index);  // events and streams below belong to this device
+#endif
     Shape batch_shape{o.batch_size};
     batch_shape.insert(batch_shape.end(), image_shape.begin(), image_shape.end());
     slots.resize(static_cast<std::size_t>(std::max(2, o.workers + 1)));
@@ -95,10 +98,7 @@ struct Loader::Impl {
 #endif
     }
 #if defined(KILN_WITH_CUDA)
-    if (cuda) {
-      cuda::set_device(o.device.index);
-      KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking));
-    }
+    if (cuda) KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking));
 #endif
   }
 
@@ -176,8 +176,15 @@ struct Loader::Impl {
   }
 
   void worker_loop() {
+    // A failure here (a broken CUDA context) reaches the training loop through the slots, like any
+    // other worker error: exceptions must not escape a std::thread.
+    std::exception_ptr setup_error;
 #if defined(KILN_WITH_CUDA)
-    if (copy_stream) cuda::set_device(opt.device.index);
+    try {
+      if (copy_stream) cuda::set_device(opt.device.index);
+    } catch (...) {
+      setup_error = std::current_exception();
+    }
 #endif
     for (;;) {
       std::int64_t batch;
@@ -192,8 +199,8 @@ struct Loader::Impl {
         if (stop) return;
         s->state = SlotState::Filling;
       }
-      std::exception_ptr error;
-      try {
+      std::exception_ptr error = setup_error;
+      if (!error) try {
 #if defined(KILN_WITH_CUDA)
         // The previous copy out of this slot's pinned buffer must be done before it is overwritten.
         if (s->copy_pending) KILN_CUDA_CHECK(cudaEventSynchronize(s->copied));
