@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # One command for a machine with an NVIDIA GPU: locate cuDNN/cuBLAS (system or PyTorch's pip wheels),
-# build kiln for this GPU, run the GPU tests (not skipped), compute-sanitizer on them, and the
-# side-by-side benchmarks. Logs go to $OUT (or bench/out/) for bench/RESULTS.md.
-#   bench/gpu-check.sh [--no-bench] [--no-sanitizer]
+# build kiln for this GPU (or use a build made elsewhere), run the whole test suite with the GPU tests
+# running, compute-sanitizer on the GPU tests, and the side-by-side benchmarks. Logs go to $OUT (or
+# bench/out/) for bench/RESULTS.md.
+#   bench/gpu-check.sh [--prebuilt DIR] [--no-bench] [--no-sanitizer]
+# On the lent GPU machine (no apt there): run bench/build-for-device.sh here first, then through the
+# device tool: carry ["build-device", "data/mnist-gz"], command "bench/gpu-check.sh --prebuilt build-device".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
-bench=1; sanitize=1
-for a in "$@"; do
-  case "$a" in --no-bench) bench=0 ;; --no-sanitizer) sanitize=0 ;; *) echo "unknown option $a" >&2; exit 2 ;; esac
+bench=1; sanitize=1; prebuilt=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --no-bench) bench=0 ;;
+    --no-sanitizer) sanitize=0 ;;
+    --prebuilt) prebuilt=$2; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
 done
 log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 
@@ -34,6 +43,45 @@ if [[ ! -e $cudnn_root/lib/libcudnn.so && -e $cudnn_root/lib/libcudnn.so.9 ]]; t
   export CUDNN_ROOT=/tmp/kiln-cudnn
 fi
 export LD_LIBRARY_PATH=$cudnn_root/lib:${LD_LIBRARY_PATH:-}
+cublas_wheel=$(python3 -c 'import nvidia.cublas, os; print(os.path.dirname(nvidia.cublas.__file__))' 2>/dev/null || true)
+[[ -n $cublas_wheel ]] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$cublas_wheel/lib
+export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:/usr/local/cuda/lib64
+
+if [[ -n $prebuilt ]]; then
+  # A build made on another x86-64 machine (bench/build-for-device.sh): ctest's files hold that
+  # machine's paths, so the test binary and the scripts are run directly.
+  B=$prebuilt
+  log "prebuilt $B, cuDNN from $cudnn_root"
+  "$B/kiln" info | tee -a "$OUT/summary.txt"
+  log "all tests (GPU instances running)"
+  "$B/tests/kiln_tests" >"$OUT/gtest.log" 2>&1
+  echo "kiln_tests exit $?" | tee -a "$OUT/summary.txt"
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran" "$OUT/gtest.log" | tail -5 | tee -a "$OUT/summary.txt"
+  grep -E "^\[  FAILED  \]" "$OUT/gtest.log" | head -40 | tee -a "$OUT/summary.txt"
+  bash tests/cli/bad_input.sh "$B/kiln" 2>&1 | tail -3 | tee -a "$OUT/summary.txt"
+  bash tests/cli/example.sh "$B/train_mlp_example" 2>&1 | tail -1 | tee -a "$OUT/summary.txt"
+  if [[ $sanitize == 1 ]]; then
+    log "compute-sanitizer memcheck on the GPU tests"
+    compute-sanitizer --tool memcheck --error-exitcode 1 "$B/tests/kiln_tests" --gtest_filter='*gpu*' \
+      >"$OUT/sanitizer.log" 2>&1
+    echo "compute-sanitizer exit $?" | tee -a "$OUT/summary.txt"
+    tail -3 "$OUT/sanitizer.log" | tee -a "$OUT/summary.txt"
+  fi
+  if [[ $bench == 1 ]]; then
+    log "kernel lab"
+    for k in softmax_xent bias_relu max_pool sgemm; do "$B/bench/kernel_lab/lab_$k" 2>&1 | tee -a "$OUT/summary.txt"; done
+    log "AlexNet bench"
+    "$B/kiln" bench --model alexnet --batch-size 256 --device cuda --steps 20 2>&1 | tee -a "$OUT/summary.txt"
+    KILN=$B/kiln bench/alexnet_side_by_side.sh cuda 256 20 2>&1 | tail -4 | tee -a "$OUT/summary.txt"
+    if [[ -d data/mnist-gz ]]; then
+      log "MNIST MLP on the GPU (5 epochs) and side by side"
+      "$B/kiln" train --data data/mnist-gz --epochs 5 --device cuda --out "$OUT/run-mlp" 2>&1 | tail -6 | tee -a "$OUT/summary.txt"
+      rm -rf data/mnist && mkdir -p data/mnist && for f in data/mnist-gz/*.gz; do gunzip -c "$f" >"data/mnist/$(basename "$f" .gz)"; done
+      KILN=$B/kiln bench/mlp_side_by_side.sh cuda 5 2>&1 | tail -6 | tee -a "$OUT/summary.txt"
+    fi
+  fi
+  exit 0
+fi
 log "cuDNN from $cudnn_root, building for sm_$arch"
 
 apt_deps=(libgtest-dev libopenblas-openmp-dev libcli11-dev zlib1g-dev libstb-dev)
