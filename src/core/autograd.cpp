@@ -21,8 +21,12 @@ class AccumulateGrad final : public Node {
     auto leaf = leaf_.lock();
     if (!leaf) return {};
     if (!leaf->grad) {
-      // Own copy: g may alias another tensor's gradient (add's backward passes g through twice).
-      leaf->grad = g.clone().impl_ptr();
+      // Take g itself when nothing else can see its memory (the usual case: a fresh weight
+      // gradient); otherwise an own copy, since g may alias another gradient (add's backward
+      // passes g through twice) and later backward passes accumulate into leaf.grad in place.
+      const bool sole_owner = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 &&
+                              g.impl()->offset == 0 && g.impl()->shape == leaf->shape;
+      leaf->grad = sole_owner ? g.impl_ptr() : g.clone().impl_ptr();
     } else {
       Tensor acc(leaf->grad);
       axpy_(1.0f, g, acc);

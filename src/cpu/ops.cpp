@@ -330,16 +330,23 @@ void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float l
   float* p = param.data<float>();
   const float* g = grad.data<float>();
   float* buf = momentum > 0.0f ? momentum_buf.data<float>() : nullptr;
-  const std::int64_t n = param.numel();
-#pragma omp parallel for schedule(static) if (n > (1 << 20))
-  for (std::int64_t i = 0; i < n; ++i) {
-    float d = g[i] + weight_decay * p[i];
-    if (buf) {
-      buf[i] = momentum * buf[i] + d;
-      d = nesterov ? d + momentum * buf[i] : buf[i];
+  // One branch-free loop per variant, so each vectorises.
+  for_range(param.numel(), [=](i64 b0, i64 e) {
+    if (!buf) {
+      for (i64 i = b0; i < e; ++i) p[i] -= lr * (g[i] + weight_decay * p[i]);
+    } else if (nesterov) {
+      for (i64 i = b0; i < e; ++i) {
+        const float d = g[i] + weight_decay * p[i];
+        buf[i] = momentum * buf[i] + d;
+        p[i] -= lr * (d + momentum * buf[i]);
+      }
+    } else {
+      for (i64 i = b0; i < e; ++i) {
+        buf[i] = momentum * buf[i] + (g[i] + weight_decay * p[i]);
+        p[i] -= lr * buf[i];
+      }
     }
-    p[i] -= lr * d;
-  }
+  });
 }
 
 void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,
