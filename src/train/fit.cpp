@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -233,6 +234,7 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
   Position pos;
   std::vector<EpochMetrics> history;
   std::uint64_t resumed_dropout_offset = 0;
+  std::uint64_t seed = config.seed;  // a resumed run keeps its own (shuffling and dropout continue exactly)
   io::SafetensorsFile resumed;
   if (!dir.empty()) {
     if (config.resume) {
@@ -261,7 +263,19 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
       pos.elapsed = detail::parse_double(get("epoch_elapsed"), ckpt_path);
       pos.wait = detail::parse_double(get("epoch_wait"), ckpt_path);
       history = decode_history(get("history"), ckpt_path);
-      resumed_dropout_offset = static_cast<std::uint64_t>(detail::parse_double(get("dropout_rng"), ckpt_path));
+      auto get_u64 = [&](const char* k) {
+        const std::string& v = get(k);
+        char* end = nullptr;
+        const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+        KILN_CHECK(!v.empty() && end && *end == '\0' && v[0] != '-', ckpt_path, ": metadata '", k, "' = '", v,
+                   "' is not a number");
+        return static_cast<std::uint64_t>(x);
+      };
+      resumed_dropout_offset = get_u64("dropout_rng");
+      seed = get_u64("seed");
+      const auto saved_batch = static_cast<std::int64_t>(get_u64("batch_size"));
+      KILN_CHECK(pos.batch == 0 || saved_batch == config.batch_size, ckpt_path, ": the run stopped in the middle of an epoch with --batch-size ",
+                 saved_batch, "; resume it with the same batch size (got ", config.batch_size, ")");
       KILN_CHECK(pos.epoch < config.epochs, ckpt_path, ": the run already completed ", pos.epoch,
                  " epochs; pass a larger --epochs to train further");
     } else {
@@ -271,22 +285,22 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
     make_dirs(dir);
   }
 
-  Generator gen(config.seed);
-  auto dropout_gen = std::make_shared<Generator>(config.seed + 1);
+  Generator gen(seed);
+  auto dropout_gen = std::make_shared<Generator>(seed + 1);
   std::unique_ptr<nn::Module> model = build_model(spec, gen, dev, dropout_gen);
   std::unique_ptr<optim::Optimizer> opt = make_optimizer(config, model->named_parameters());
   if (config.resume) {
     try {
       model->load_state(resumed.tensors);
       opt->load_state(resumed.tensors);
-      dropout_gen->set_state(config.seed + 1, resumed_dropout_offset);
+      dropout_gen->set_state(seed + 1, resumed_dropout_offset);
     } catch (const Error& e) {
       throw Error(ckpt_path + ": " + e.what());
     }
   }
 
   data::LoaderOptions lo;
-  lo.batch_size = config.batch_size, lo.seed = config.seed, lo.workers = config.workers, lo.device = dev;
+  lo.batch_size = config.batch_size, lo.seed = seed, lo.workers = config.workers, lo.device = dev;
   data::Loader loader(train, lo);
   data::LoaderOptions to = lo;
   to.shuffle = false;
@@ -334,7 +348,8 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
     md["epoch_seen"] = std::to_string(p.seen);
     md["epoch_elapsed"] = detail::fmt_double(p.elapsed);
     md["epoch_wait"] = detail::fmt_double(p.wait);
-    md["seed"] = std::to_string(config.seed);
+    md["seed"] = std::to_string(seed);
+    md["batch_size"] = std::to_string(config.batch_size);
     md["dropout_rng"] = std::to_string(dropout_gen->offset());
     md["history"] = encode_history(history);
     io::NamedTensors tensors = model->named_parameters();
