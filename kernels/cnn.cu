@@ -5,10 +5,10 @@
 //
 //  - max_pool2d_forward: thread per output, scans its window (first maximum wins, first NaN wins,
 //    exactly like the CPU twin, so values and argmax agree bit for bit).
-//  - max_pool2d_backward: the twin signature carries no window geometry, so it cannot gather; it
-//    zeroes dx (cudaMemsetAsync) and scatter-adds dy at argmax with atomicAdd. Where two windows
-//    pick the same element the float sum is still exact-order-free (a + b == b + a); only an element
-//    that wins three or more windows gets a run-to-run nondeterministic rounding order.
+//  - max_pool2d_backward: gather, deterministic: one thread per input element visits the windows
+//    that contain it (found in closed form from the geometry) in increasing output order and sums
+//    dy where the window's argmax is this element: the same additions, in the same order, as the
+//    CPU twin's scatter, so the results agree bit for bit and need no atomics.
 //  - adaptive_avg_pool2d_backward: gather, deterministic: each input element sums dy / count over
 //    the cells that cover it, found in closed form from the shapes.
 //  - lrn_forward / lrn_backward: thread per element, loops over the channel window (stride H*W:
@@ -101,11 +101,38 @@ __global__ void max_pool2d_forward_kernel(const float* x, float* y, int* argmax,
   }
 }
 
-// dx (zeroed) += dy at each output's argmax; plane_in = H * W, plane_out = P * Q.
+struct PoolBackGeom {
+  int64_t H, W, P, Q, kh, kw, sh, sw, ph, pw;
+};
+
+// The output positions whose window contains input row h: p * s - pad <= h <= p * s - pad + k - 1.
+KILN_CNN_HD int64_t first_window(int64_t h, int64_t k, int64_t s, int64_t pad) {
+  const int64_t a = h + pad - k + 1;
+  return a <= 0 ? 0 : (a + s - 1) / s;
+}
+KILN_CNN_HD int64_t last_window(int64_t h, int64_t s, int64_t pad, int64_t P) {
+  const int64_t l = (h + pad) / s;
+  return l < P - 1 ? l : P - 1;
+}
+
+// dx[i] for input element i (n * C planes of H x W): the dy of every window whose argmax is i.
+KILN_CNN_HD float max_pool_grad_at(const float* dy, const int* argmax, int64_t i, const PoolBackGeom& g) {
+  const int64_t w = i % g.W, h = (i / g.W) % g.H, plane = i / (g.H * g.W);
+  const int idx = static_cast<int>(h * g.W + w);
+  const int64_t p0 = first_window(h, g.kh, g.sh, g.ph), p1 = last_window(h, g.sh, g.ph, g.P);
+  const int64_t q0 = first_window(w, g.kw, g.sw, g.pw), q1 = last_window(w, g.sw, g.pw, g.Q);
+  float acc = 0.0f;
+  for (int64_t p = p0; p <= p1; ++p)
+    for (int64_t q = q0; q <= q1; ++q) {
+      const int64_t o = (plane * g.P + p) * g.Q + q;
+      if (argmax[o] == idx) acc += dy[o];
+    }
+  return acc;
+}
+
 __global__ void max_pool2d_backward_kernel(const float* dy, const int* argmax, float* dx, int64_t n,
-                                           int64_t plane_out, int64_t plane_in) {
-  for (int64_t o = global_tid(); o < n; o += grid_stride())
-    atomicAdd(dx + (o / plane_out) * plane_in + argmax[o], dy[o]);
+                                           PoolBackGeom g) {
+  for (int64_t i = global_tid(); i < n; i += grid_stride()) dx[i] = max_pool_grad_at(dy, argmax, i, g);
 }
 
 // ---- adaptive average pooling ----------------------------------------------------------------------
@@ -284,16 +311,19 @@ void max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y, Tenso
   KILN_CUDA_LAUNCH_CHECK("max_pool2d_forward_kernel");
 }
 
-void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, Tensor& dx) {
+void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Pool2dParams& p, Tensor& dx) {
   KILN_CHECK(argmax.numel() == dy.numel(), "max_pool2d_backward: argmax ", argmax.str(), " does not match ", dy.str());
-  if (dx.numel() == 0) return;
-  cudaStream_t stream = current_stream(dx.device().index);
-  KILN_CUDA_CHECK(cudaMemsetAsync(dx.data<float>(), 0, dx.nbytes(), stream));
-  const int64_t n = dy.numel();
+  const int64_t n = dx.numel();
   if (n == 0) return;
+  cudaStream_t stream = current_stream(dx.device().index);
+  if (dy.numel() == 0) {
+    KILN_CUDA_CHECK(cudaMemsetAsync(dx.data<float>(), 0, dx.nbytes(), stream));
+    return;
+  }
+  const PoolBackGeom g{dx.size(2), dx.size(3), dy.size(2), dy.size(3), p.kernel_h, p.kernel_w,
+                       p.stride_h,  p.stride_w, p.pad_h,     p.pad_w};
   max_pool2d_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
-      dy.data<float>(), argmax.data<std::int32_t>(), dx.data<float>(), n, dy.size(2) * dy.size(3),
-      dx.size(2) * dx.size(3));
+      dy.data<float>(), argmax.data<std::int32_t>(), dx.data<float>(), n, g);
   KILN_CUDA_LAUNCH_CHECK("max_pool2d_backward_kernel");
 }
 

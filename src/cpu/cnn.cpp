@@ -95,7 +95,7 @@ void max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y, Tenso
 
 // Scatter-add in output order (row-major), so where windows overlap each input's gradient is the
 // sum of its winners' dy in increasing output index.
-void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, Tensor& dx) {
+void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Pool2dParams&, Tensor& dx) {
   const i64 planes = dx.size(0) * dx.size(1), HW = dx.size(2) * dx.size(3), PQ = dy.size(2) * dy.size(3);
   const float* pdy = dy.data<float>();
   const std::int32_t* pi = argmax.data<std::int32_t>();

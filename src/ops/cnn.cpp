@@ -87,9 +87,9 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   Tensor idx = Tensor::empty(y.shape(), DType::Int32, x.device());
   KILN_DISPATCH(y.device(), max_pool2d_forward, x, p, y, idx);
   if (!autograd::needs_grad({&x})) return y;
-  return autograd::record(op, y, {&x}, [idx, shape = x.shape()](const Tensor& g) {
+  return autograd::record(op, y, {&x}, [idx, p, shape = x.shape()](const Tensor& g) {
     Tensor dx = Tensor::empty(shape, DType::Float32, g.device());
-    KILN_DISPATCH(g.device(), max_pool2d_backward, g, idx, dx);
+    KILN_DISPATCH(g.device(), max_pool2d_backward, g, idx, p, dx);
     return Grads{dx};
   });
 }
