@@ -201,7 +201,10 @@ int main(int argc, char** argv) {
   train->add_option("--step-epochs", cfg.step_epochs, "Step schedule: multiply lr by --gamma every N epochs (0: epochs/3)");
   train->add_option("--gamma", cfg.gamma, "Step schedule decay factor")->capture_default_str();
   train->add_option("--seed", cfg.seed, "Seed for initialisation and shuffling")->capture_default_str();
-  train->add_option("--workers", cfg.workers, "Batch-assembly threads")->capture_default_str();
+  auto* workers_opt = train->add_option(
+      "--workers", cfg.workers,
+      "Batch-assembly threads (default: 2 for in-memory datasets; for image folders, which decode JPEG/PNG, "
+      "one per hardware thread but one, at most 16)");
   train->add_option("--device", device_text, "auto | cpu | cuda | cuda:N")->capture_default_str();
   train->add_option("--out", cfg.out_dir, "Run folder for checkpoint.safetensors, model.safetensors, metrics.jsonl, curves.svg")
       ->required();
@@ -285,6 +288,8 @@ int main(int argc, char** argv) {
       kiln::data::Dataset train_set, test_set;
       if (cfg.dataset == "imagefolder") {
         KILN_CHECK(channels == 1 || channels == 3, "--channels must be 1 or 3, got ", channels);
+        if (workers_opt->count() == 0)
+          cfg.workers = static_cast<int>(std::clamp(static_cast<int>(std::thread::hardware_concurrency()) - 1, 2, 16));
         if (channels == 1) cfg.model.mean = {0.449f}, cfg.model.std = {0.226f};
         kiln::data::ImageFolderOptions tr, ev;
         tr.channels = ev.channels = channels;
