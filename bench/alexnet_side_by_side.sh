@@ -8,16 +8,7 @@ cd "$(dirname "$0")/.."
 device=${1:-cpu}
 batch=${2:-16}
 steps=${3:-5}
-KILN=${KILN:-build/kiln}
-[[ -x $KILN ]] || KILN=build-cpu/kiln
-[[ -x $KILN ]] || { echo "build kiln first: ./kiln.sh build" >&2; exit 1; }
-PYTHON=${PYTHON:-}
-if [[ -z $PYTHON ]]; then
-  for p in python3 /usr/bin/python3; do
-    if $p -c 'import torch' 2>/dev/null; then PYTHON=$p; break; fi
-  done
-fi
-[[ -n $PYTHON ]] || { echo "no python3 with torch found (apt-get install python3-torch)" >&2; exit 1; }
+source bench/common.sh
 
 k=$($KILN bench --model alexnet --batch-size "$batch" --image-size 224 --device "$device" --steps "$steps" 2>/dev/null |
     tee /dev/stderr | sed -n 's/^throughput: \([0-9.]*\) images\/s/\1/p')

@@ -8,16 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 device=${1:-cpu}
 epochs=${2:-3}
-KILN=${KILN:-build/kiln}
-[[ -x $KILN ]] || KILN=build-cpu/kiln
-[[ -x $KILN ]] || { echo "build kiln first: ./kiln.sh build" >&2; exit 1; }
-PYTHON=${PYTHON:-}
-if [[ -z $PYTHON ]]; then
-  for p in python3 /usr/bin/python3; do
-    if $p -c 'import torch' 2>/dev/null; then PYTHON=$p; break; fi
-  done
-fi
-[[ -n $PYTHON ]] || { echo "no python3 with torch found (apt-get install python3-torch)" >&2; exit 1; }
+source bench/common.sh
 cores=$(nproc)
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
