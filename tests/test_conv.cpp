@@ -278,22 +278,6 @@ KILN_INSTANTIATE_DEVICES(ConvTest);
 
 // ---- argument errors --------------------------------------------------------------------------------
 
-namespace {
-// Runs f, expects a kiln::Error whose message contains every one of `parts`.
-template <class F>
-void expect_error_naming(F&& f, std::initializer_list<std::string> parts, const std::string& what) {
-  try {
-    f();
-    ADD_FAILURE() << what << ": no kiln::Error thrown";
-  } catch (const kiln::Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& part : parts)
-      EXPECT_NE(msg.find(part), std::string::npos) << what << ": message \"" << msg << "\" does not contain \"" << part << "\"";
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << what << ": threw a non-kiln exception: " << e.what();
-  }
-}
-}  // namespace
 
 class ConvErrorsTest : public DeviceTest {
  protected:

@@ -7,24 +7,6 @@
 using namespace kt;
 using kiln::Shape;
 
-namespace {
-
-// Runs f, expects a kiln::Error whose message contains every one of `parts`.
-template <class F>
-void expect_error_naming(F&& f, std::initializer_list<std::string> parts, const std::string& what) {
-  try {
-    f();
-    ADD_FAILURE() << what << ": no kiln::Error thrown";
-  } catch (const kiln::Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << what << ": message \"" << msg << "\" does not contain \"" << p << "\"";
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << what << ": threw a non-kiln exception: " << e.what();
-  }
-}
-
-}  // namespace
 
 class OpErrorsTest : public DeviceTest {
  protected:

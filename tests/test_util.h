@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -193,5 +194,20 @@ struct OpCase {
 //  3. pre-filled gradients: set_grad(P) then backward again must give P + g (accumulate, not assign);
 //  4. on a CUDA device: the same forward/backward on the CPU, device result vs CPU result.
 void check_op(const OpCase& c, Device device);
+
+// Runs f, expects a kiln::Error whose message contains every one of `parts`.
+template <class F>
+void expect_error_naming(F&& f, std::initializer_list<std::string> parts, const std::string& what) {
+  try {
+    f();
+    ADD_FAILURE() << what << ": no kiln::Error thrown";
+  } catch (const kiln::Error& e) {
+    const std::string msg = e.what();
+    for (const std::string& part : parts)
+      EXPECT_NE(msg.find(part), std::string::npos) << what << ": message \"" << msg << "\" does not contain \"" << part << "\"";
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << what << ": threw a non-kiln exception: " << e.what();
+  }
+}
 
 }  // namespace kt
