@@ -31,6 +31,10 @@ Image decode_image(const std::string& path, int channels);
 void crop_resize(const Image& img, double x, double y, double w, double h, int out_h, int out_w, bool flip,
                  std::uint8_t* dst);
 
+// The evaluation transform: resize the shorter side to out_h * 8/7 (256 for 224), then centre-crop
+// out_h x out_w. Writes planar uint8 [C, out_h, out_w] to dst.
+void center_crop_resize(const Image& img, int out_h, int out_w, std::uint8_t* dst);
+
 // `--dataset imagefolder`: DIR/<class>/<image>, classes = sorted sub-folder names, images with the
 // extensions stb_image decodes (jpg, jpeg, png, bmp, gif, tga, ppm, pgm, psd, hdr; any case).
 // Training samples get a random-resized crop (scale 0.08-1, aspect 3/4-4/3) and a random horizontal

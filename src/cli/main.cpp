@@ -97,11 +97,8 @@ int cmd_predict(const std::string& ckpt, const std::vector<std::string>& images,
   kiln::Tensor batch = kiln::Tensor::empty({n, C, H, W}, kiln::DType::UInt8);
   for (std::int64_t i = 0; i < n; ++i) {
     std::uint8_t* dst = batch.data<std::uint8_t>() + i * C * H * W;
-    if (H >= 64) {  // CNNs: the evaluation transform (shorter side to H * 8/7, centre crop)
-      const auto img = kiln::data::decode_image(images[static_cast<std::size_t>(i)], C);
-      const double scale = std::min(img.width, img.height) / (H * 8.0 / 7.0);
-      const double cw = std::min<double>(img.width, W * scale), ch = std::min<double>(img.height, H * scale);
-      kiln::data::crop_resize(img, (img.width - cw) / 2, (img.height - ch) / 2, cw, ch, H, W, false, dst);
+    if (H >= 64) {  // CNNs: the image folders' evaluation transform
+      kiln::data::center_crop_resize(kiln::data::decode_image(images[static_cast<std::size_t>(i)], C), H, W, dst);
     } else {
       kiln::Tensor img = kiln::data::load_image(images[static_cast<std::size_t>(i)], C, H, W);
       std::memcpy(dst, img.raw_data(), img.nbytes());

@@ -61,6 +61,13 @@ void crop_resize(const Image& img, double bx, double by, double bw, double bh, i
       }
 }
 
+void center_crop_resize(const Image& img, int out_h, int out_w, std::uint8_t* dst) {
+  const double w = img.width, h = img.height;
+  const double scale = std::min(w, h) / (out_h * 8.0 / 7.0);
+  const double cw = std::min(w, out_w * scale), ch = std::min(h, out_h * scale);
+  crop_resize(img, (w - cw) / 2, (h - ch) / 2, cw, ch, out_h, out_w, false, dst);
+}
+
 Tensor load_image(const std::string& path, int channels, int height, int width) {
   KILN_CHECK(channels == 1 || channels == 3, "load_image: channels must be 1 or 3, got ", channels);
   KILN_CHECK(height > 0 && width > 0, "load_image: bad target size ", height, "x", width);

@@ -127,10 +127,8 @@ bool ImageFolder::load(std::int64_t i, std::uint8_t* dst, std::uint64_t rng) con
   }
   const double w = img.width, h = img.height;
   const int S = opt_.size;
-  if (!opt_.augment) {  // resize the shorter side to S * 8/7 (256 for 224), centre-crop S x S
-    const double scale = std::min(w, h) / (S * 8.0 / 7.0);
-    const double cw = std::min(w, S * scale), ch = std::min(h, S * scale);
-    crop_resize(img, (w - cw) / 2, (h - ch) / 2, cw, ch, S, S, false, dst);
+  if (!opt_.augment) {
+    center_crop_resize(img, S, S, dst);
     return true;
   }
   // Random-resized crop (torchvision's defaults: area 8%-100%, aspect ratio 3/4-4/3; 10 tries, then
