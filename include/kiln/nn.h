@@ -37,14 +37,16 @@ class Module {
 
   // Dotted path of this module in its model ("features.0"), set when it is added to a Sequential.
   const std::string& path() const { return path_; }
-  virtual void set_path(const std::string& path) { path_ = path; }
+  // "path kind" ("features.0 conv2d"): the name of its NVTX ranges, profile rows and backward nodes.
+  const std::string& label() const { return label_; }
+  virtual void set_path(const std::string& path);
   // Forward floating-point operations for an input of this shape (0 where not counted); the
   // backward of GEMM/conv layers costs twice that.
   virtual double flops(const Shape& input) const { (void)input; return 0.0; }
 
  private:
   bool training_ = true;
-  std::string path_;
+  std::string path_, label_;
 };
 
 // Weight initialisation: He/Kaiming normal (std = sqrt(2 / fan_in), zero bias), or PyTorch's default

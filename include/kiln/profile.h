@@ -17,6 +17,8 @@ class Range {
  public:
   explicit Range(const char* name);
   explicit Range(const std::string& name) : Range(name.c_str()) {}
+  // Named "name suffix"; the string is only built when NVTX is compiled in (CUDA builds).
+  Range(const std::string& name, const char* suffix);
   ~Range();
   Range(const Range&) = delete;
   Range& operator=(const Range&) = delete;
@@ -33,14 +35,14 @@ bool enabled();
 // ("fwd", "bwd", "step", "data"), and the floating-point operations it performs (0: not counted).
 class Scope {
  public:
-  Scope(std::string name, const char* phase, Device device, double flops = 0.0);
+  Scope(const std::string& name, const char* phase, Device device, double flops = 0.0);
   ~Scope();
   Scope(const Scope&) = delete;
   Scope& operator=(const Scope&) = delete;
 
  private:
   Range range_;
-  std::string name_;
+  std::string name_;  // copied only while timing is enabled
   const char* phase_;
   Device device_;
   double flops_;

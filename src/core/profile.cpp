@@ -72,6 +72,16 @@ Range::Range(const char* name) : active_(false) {
 #endif
 }
 
+Range::Range(const std::string& name, const char* suffix) : active_(false) {
+#if defined(KILN_WITH_CUDA)
+  nvtxRangePushA((name + " " + suffix).c_str());
+  active_ = true;
+#else
+  (void)name;
+  (void)suffix;
+#endif
+}
+
 Range::~Range() {
 #if defined(KILN_WITH_CUDA)
   if (active_) nvtxRangePop();
@@ -81,10 +91,11 @@ Range::~Range() {
 void set_enabled(bool e) { state().enabled = e; }
 bool enabled() { return state().enabled; }
 
-Scope::Scope(std::string name, const char* phase, Device device, double flops)
-    : range_((name + " " + phase).c_str()), name_(std::move(name)), phase_(phase), device_(device), flops_(flops) {
+Scope::Scope(const std::string& name, const char* phase, Device device, double flops)
+    : range_(name, phase), phase_(phase), device_(device), flops_(flops) {
   State& s = state();
   if (!s.enabled) return;
+  name_ = name;
 #if defined(KILN_WITH_CUDA)
   if (device.is_cuda()) {
     std::lock_guard<std::mutex> lock(s.mutex);

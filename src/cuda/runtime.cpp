@@ -3,6 +3,7 @@
 #include "cuda/runtime.h"
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -36,7 +37,7 @@ void check_index(int device) {
 }
 
 std::mutex g_stream_mutex;
-std::array<cudaStream_t, kMaxDevices> g_compute_streams{};
+std::array<std::atomic<cudaStream_t>, kMaxDevices> g_compute_streams{};  // created once, then read lock-free
 thread_local std::array<cudaStream_t, kMaxDevices> t_stream_override{};
 thread_local std::array<cublasHandle_t, kMaxDevices> t_cublas{};
 thread_local std::array<cudnnHandle_t, kMaxDevices> t_cudnn{};
@@ -91,11 +92,14 @@ DeviceGuard::~DeviceGuard() {
 cudaStream_t current_stream(int device) {
   check_index(device);
   if (cudaStream_t s = t_stream_override[static_cast<std::size_t>(device)]) return s;
+  auto& slot = g_compute_streams[static_cast<std::size_t>(device)];
+  if (cudaStream_t s = slot.load(std::memory_order_acquire)) return s;  // every call after the first
   std::lock_guard<std::mutex> lock(g_stream_mutex);
-  cudaStream_t& s = g_compute_streams[static_cast<std::size_t>(device)];
+  cudaStream_t s = slot.load(std::memory_order_relaxed);
   if (!s) {
     DeviceGuard guard(device);
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    slot.store(s, std::memory_order_release);
   }
   return s;
 }

@@ -89,6 +89,13 @@ void Linear::collect(const std::string& prefix, Slots& out) {
 
 Tensor ReLU::forward(const Tensor& x) { return relu(x); }
 
+void Module::set_path(const std::string& path) {
+  std::string k = kind();
+  for (char& ch : k) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  path_ = path;
+  label_ = path + " " + k;
+}
+
 Sequential& Sequential::add(std::unique_ptr<Module> m) { return add(std::to_string(children_.size()), std::move(m)); }
 
 Sequential& Sequential::add(const std::string& name, std::unique_ptr<Module> m) {
@@ -102,13 +109,6 @@ void Sequential::set_path(const std::string& p) {
   for (auto& [name, c] : children_) c->set_path(p.empty() ? name : p + "." + name);
 }
 
-namespace {
-std::string lower(std::string s) {
-  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
-}
-}  // namespace
-
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
   for (auto& [name, c] : children_) {
@@ -119,10 +119,9 @@ Tensor Sequential::forward(const Tensor& x) {
     }
     // A leaf layer: an NVTX range and a timed region named after it; its autograd nodes carry the
     // name (and backward FLOPs) into the backward pass.
-    const std::string label = c->path() + " " + lower(c->kind());
     const double f = c->flops(h.shape());
-    profile::LayerScope layer(label, 2.0 * f);
-    profile::Scope scope(label, "fwd", h.device(), f);
+    profile::LayerScope layer(c->label(), 2.0 * f);
+    profile::Scope scope(c->label(), "fwd", h.device(), f);
     h = c->forward(h);
   }
   return h;
