@@ -332,6 +332,7 @@ TEST_P(OpsTest, Linear) {
     check_op(linear_case({37, 53, 29}, bias, false, 201), dev());
     check_op(linear_case({257, 1031, 67}, bias, false, 202), dev());
     check_op(linear_case({129, 1031, 65}, bias, true, 203), dev());
+    check_op(linear_case({9, 13, 600}, bias, false, 204), dev());  // bias columns in several blocks
   }
 }
 

