@@ -60,6 +60,9 @@ if [[ -n $prebuilt ]]; then
   grep -E "^\[  FAILED  \]" "$OUT/gtest.log" | head -40 | tee -a "$OUT/summary.txt"
   bash tests/cli/bad_input.sh "$B/kiln" 2>&1 | tail -3 | tee -a "$OUT/summary.txt"
   bash tests/cli/example.sh "$B/train_mlp_example" 2>&1 | tail -1 | tee -a "$OUT/summary.txt"
+  bash tests/cli/nvtx_ranges.sh "$B/kiln" "$B/tests/libkiln_nvtx_probe.so" cuda >"$OUT/nvtx.log" 2>&1
+  echo "nvtx_ranges (cuda) exit $?" | tee -a "$OUT/summary.txt"
+  { grep "^FAIL" "$OUT/nvtx.log" | head -20; tail -1 "$OUT/nvtx.log"; } | tee -a "$OUT/summary.txt"
   if [[ $sanitize == 1 ]]; then
     log "compute-sanitizer memcheck on the GPU tests"
     compute-sanitizer --tool memcheck --error-exitcode 1 "$B/tests/kiln_tests" --gtest_filter='*gpu*' \
@@ -100,6 +103,10 @@ log "ctest (all tests, GPU instances running)"
 (cd build-gpu && ctest --output-on-failure -j 8) >"$OUT/ctest.log" 2>&1
 tail -5 "$OUT/ctest.log" | tee -a "$OUT/summary.txt"
 grep -c "Skipped" "$OUT/ctest.log" | xargs -I{} echo "skipped lines: {}" | tee -a "$OUT/summary.txt"
+log "NVTX ranges on the GPU (with the host-to-device copies)"
+bash tests/cli/nvtx_ranges.sh build-gpu/kiln build-gpu/tests/libkiln_nvtx_probe.so cuda >"$OUT/nvtx.log" 2>&1
+echo "nvtx_ranges (cuda) exit $?" | tee -a "$OUT/summary.txt"
+{ grep "^FAIL" "$OUT/nvtx.log" | head -20; tail -1 "$OUT/nvtx.log"; } | tee -a "$OUT/summary.txt"
 
 if [[ $sanitize == 1 ]]; then
   log "compute-sanitizer on the GPU tests"

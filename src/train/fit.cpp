@@ -395,7 +395,7 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
     for (;;) {
       bool have;
       {
-        profile::Scope wait_scope("data wait", "data", Device::cpu());
+        profile::Scope wait_scope("data", "wait", Device::cpu());  // NVTX "data wait"
         have = loader.next(batch);
       }
       if (!have) break;
