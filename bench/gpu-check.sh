@@ -71,6 +71,8 @@ if [[ -n $prebuilt ]]; then
     tail -3 "$OUT/sanitizer.log" | tee -a "$OUT/summary.txt"
   fi
   if [[ $bench == 1 ]]; then
+    log "kiln's memory-bound kernels vs the copy bandwidth (target: >= 80%)"
+    "$B/kiln" bench --kernels --device cuda 2>&1 | tee -a "$OUT/summary.txt"
     log "kernel lab"
     for k in softmax_xent bias_relu max_pool sgemm; do "$B/bench/kernel_lab/lab_$k" 2>&1 | tee -a "$OUT/summary.txt"; done
     log "AlexNet bench"
@@ -78,7 +80,7 @@ if [[ -n $prebuilt ]]; then
     KILN=$B/kiln bench/alexnet_side_by_side.sh cuda 256 20 2>&1 | tail -4 | tee -a "$OUT/summary.txt"
     if [[ -d data/mnist-gz ]]; then
       log "MNIST MLP on the GPU (5 epochs) and side by side"
-      "$B/kiln" train --data data/mnist-gz --epochs 5 --device cuda --out "$OUT/run-mlp" 2>&1 | tail -6 | tee -a "$OUT/summary.txt"
+      "$B/kiln" train --data data/mnist-gz --epochs 5 --device cuda --out /tmp/kiln-run-mlp 2>&1 | tail -6 | tee -a "$OUT/summary.txt"
       rm -rf data/mnist && mkdir -p data/mnist && for f in data/mnist-gz/*.gz; do gunzip -c "$f" >"data/mnist/$(basename "$f" .gz)"; done
       KILN=$B/kiln bench/mlp_side_by_side.sh cuda 5 2>&1 | tail -6 | tee -a "$OUT/summary.txt"
     fi
@@ -117,6 +119,12 @@ if [[ $sanitize == 1 ]]; then
 fi
 
 if [[ $bench == 1 ]]; then
+  log "kiln's memory-bound kernels vs the copy bandwidth (target: >= 80%)"
+  build-gpu/kiln bench --kernels --device cuda 2>&1 | tee -a "$OUT/summary.txt"
+  if cmake --build build-gpu --target kernel_lab -j "$(nproc)" >>"$OUT/build.log" 2>&1; then
+    log "kernel lab"
+    for k in softmax_xent bias_relu max_pool sgemm; do build-gpu/bench/kernel_lab/lab_$k 2>&1 | tee -a "$OUT/summary.txt"; done
+  fi
   [[ -d data/mnist ]] || data/fetch-mnist.sh >/dev/null 2>&1 || log "no MNIST (fetch failed: no network?)"
   if [[ -d data/mnist ]]; then
     log "MLP epoch, kiln vs PyTorch, cuda"

@@ -2,7 +2,9 @@
 // bias_add and bias_grad. Float maps use float4 loads/stores when every pointer is 16-byte
 // aligned (with a scalar tail), plain grid-stride loops otherwise. bias_grad is deterministic
 // (fixed-order block reductions, no float atomics).
+#include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "backend/backend.h"
 #include "cuda/runtime.h"
@@ -120,7 +122,47 @@ struct ReluBackwardOp {  // (y, dy) -> dy where y > 0
 };
 
 // ---- bias ----------------------------------------------------------------------------------------
-// y[(o*C + c)*inner + i] = x[...] + bias[c]
+// y[(o*C + c)*inner + i] = x[...] + bias[c]. Three launches, by layout (x and y may alias):
+//  - rows (inner == 1, C % 4 == 0, 16-byte aligned; a linear layer's [rows, C]): a 2-D grid, x over
+//    the float4 columns, y striding over rows; each thread keeps its four bias values in registers.
+//    Rows narrower than one block of float4s (C < 512) use a flat float4 loop instead.
+//  - planes (inner >= kPlaneMin; a convolution's [N, C, H, W]): a 2-D grid, y over the (o, c)
+//    planes, x over the plane (blocks no wider than the plane); one bias load and one modulo per
+//    plane, no division per element.
+//  - otherwise: a grid-stride loop that finds the channel with a division per element.
+constexpr int kBiasRowThreads = 128;
+constexpr int64_t kPlaneMin = 64;
+constexpr unsigned kMaxGridY = 65535;
+
+__global__ void bias_add_rows_vec4_kernel(const float4* x, const float4* bias, float4* y, int64_t rows,
+                                          int64_t C4) {
+  const int64_t c4 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c4 >= C4) return;
+  const float4 b = bias[c4];
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const float4 v = x[r * C4 + c4];
+    y[r * C4 + c4] = make_float4(v.x + b.x, v.y + b.y, v.z + b.z, v.w + b.w);
+  }
+}
+
+// Narrow rows (C / 4 < kBiasRowThreads): a flat float4 grid-stride loop, one division per 16 bytes.
+__global__ void bias_add_rows_flat_vec4_kernel(const float4* x, const float4* bias, float4* y, int64_t n4,
+                                               int64_t C4) {
+  for (int64_t i = global_tid(); i < n4; i += grid_stride()) {
+    const float4 v = x[i], b = bias[i % C4];
+    y[i] = make_float4(v.x + b.x, v.y + b.y, v.z + b.z, v.w + b.w);
+  }
+}
+
+__global__ void bias_add_planes_kernel(const float* x, const float* bias, float* y, int64_t planes, int64_t C,
+                                       int64_t inner) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {  // uniform across the block
+    const float b = bias[plane % C];
+    if (i < inner) y[plane * inner + i] = x[plane * inner + i] + b;
+  }
+}
+
 __global__ void bias_add_kernel(const float* x, const float* bias, float* y, int64_t n, int64_t C,
                                 int64_t inner) {
   for (int64_t i = global_tid(); i < n; i += grid_stride()) {
@@ -130,42 +172,76 @@ __global__ void bias_add_kernel(const float* x, const float* bias, float* y, int
 }
 
 
-// General layout: one block per channel, reducing over the outer*inner elements of that channel.
-__global__ void bias_grad_kernel(const float* dy, float* dbias, int64_t outer, int64_t C, int64_t inner) {
+// bias_grad splits the outer dimension into S slices (S a function of the sizes only, so the
+// summation order is fixed): pass 1 writes one partial per (slice, channel), pass 2 adds a channel's
+// S partials in slice order. With S == 1, pass 1 writes dbias directly. Partials are double.
+//
+// inner > 1 (a convolution): grid (C, S), block (c, s) sums the planes of channel c in its slice.
+template <class Out>
+__global__ void bias_grad_planes_kernel(const float* dy, Out* out, int64_t outer, int64_t C, int64_t inner,
+                                        int64_t S) {
   __shared__ double smem[33];
-  const int64_t total = outer * inner;
+  const int64_t s = blockIdx.y;
+  const int64_t o0 = s * outer / S, o1 = (s + 1) * outer / S;
   for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {  // uniform across the block
     double acc = 0.0;
-    for (int64_t k = threadIdx.x; k < total; k += blockDim.x) {
-      const int64_t o = k / inner;
-      const int64_t i = k - o * inner;
-      acc += dy[(o * C + c) * inner + i];
+    if (inner < blockDim.x) {  // small planes: spread the slice's planes over all the threads
+      const int64_t m = (o1 - o0) * inner;
+      for (int64_t k = threadIdx.x; k < m; k += blockDim.x) {
+        const int64_t o = o0 + k / inner, i = k - (o - o0) * inner;
+        acc += dy[(o * C + c) * inner + i];
+      }
+    } else {
+      for (int64_t o = o0; o < o1; ++o) {
+        const float* plane = dy + (o * C + c) * inner;
+        for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) acc += plane[i];
+      }
     }
     acc = block_sum(acc, smem);
-    if (threadIdx.x == 0) dbias[c] = static_cast<float>(acc);
+    if (threadIdx.x == 0) out[s * C + c] = static_cast<Out>(acc);
   }
 }
 
-// inner == 1 (dy is [rows, C], e.g. a linear layer): column sums. Block (32, kColRows): each
-// thread sums rows ty, ty+kColRows, ... of column c (coalesced across tx), then the kColRows
-// partials of each column are added in a fixed order.
+// inner == 1 (dy is [rows, C], e.g. a linear layer): column sums. Grid (column tiles of 32, S),
+// block (32, kColRows): each thread sums rows ty, ty+kColRows, ... of its slice for column c
+// (coalesced across tx), then the kColRows partials of each column are added in a fixed order.
 constexpr int kColRows = 8;
-__global__ void bias_grad_cols_kernel(const float* dy, float* dbias, int64_t rows, int64_t C) {
+template <class Out>
+__global__ void bias_grad_cols_kernel(const float* dy, Out* out, int64_t rows, int64_t C, int64_t S) {
   __shared__ double part[kColRows][33];
+  const int64_t s = blockIdx.y;
+  const int64_t r0 = s * rows / S, r1 = (s + 1) * rows / S;
   for (int64_t c0 = static_cast<int64_t>(blockIdx.x) * 32; c0 < C; c0 += static_cast<int64_t>(gridDim.x) * 32) {
     const int64_t c = c0 + threadIdx.x;
     double acc = 0.0;
     if (c < C)
-      for (int64_t r = threadIdx.y; r < rows; r += kColRows) acc += dy[r * C + c];
+      for (int64_t r = r0 + threadIdx.y; r < r1; r += kColRows) acc += dy[r * C + c];
     part[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     if (threadIdx.y == 0 && c < C) {
-      double s = 0.0;
-      for (int j = 0; j < kColRows; ++j) s += part[j][threadIdx.x];
-      dbias[c] = static_cast<float>(s);
+      double sum = 0.0;
+      for (int j = 0; j < kColRows; ++j) sum += part[j][threadIdx.x];
+      out[s * C + c] = static_cast<Out>(sum);
     }
     __syncthreads();
   }
+}
+
+// Pass 2: dbias[c] = sum over s of part[s * C + c], in slice order.
+__global__ void bias_grad_slices_kernel(const double* part, float* dbias, int64_t S, int64_t C) {
+  for (int64_t c = global_tid(); c < C; c += grid_stride()) {
+    double acc = 0.0;
+    for (int64_t s = 0; s < S; ++s) acc += part[s * C + c];
+    dbias[c] = static_cast<float>(acc);
+  }
+}
+
+// Slices: enough blocks to fill a large GPU (~2048 in all), each slice still at least `min_units`
+// rows or planes, so that pass 2 stays negligible. A function of the sizes only.
+int64_t bias_grad_slices(int64_t units, int64_t blocks_per_slice, int64_t min_units) {
+  const int64_t want = (2048 + blocks_per_slice - 1) / blocks_per_slice;
+  const int64_t most = std::max<int64_t>(1, units / min_units);
+  return std::max<int64_t>(1, std::min<int64_t>({want, most, int64_t{kMaxGridY}}));
 }
 
 // The [outer, C, inner] view of x for a bias of C elements: outer = x.size(0) (1 for x of rank < 2).
@@ -251,9 +327,34 @@ void bias_add(const Tensor& x, const Tensor& bias, Tensor& y) {
   int64_t outer = 0, inner = 0;
   bias_view(x, C, &outer, &inner);
   cudaStream_t stream = current_stream(y.device().index);
-  bias_add_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), bias.data<float>(),
-                                                                   y.data<float>(), n, C, inner);
-  KILN_CUDA_LAUNCH_CHECK("bias_add_kernel");
+  const float *xp = x.data<float>(), *bp = bias.data<float>();
+  float* yp = y.data<float>();
+  if (inner == 1 && C % 4 == 0 && C / 4 < kBiasRowThreads && aligned16(xp) && aligned16(bp) && aligned16(yp)) {
+    const int64_t C4 = C / 4, n4 = n / 4;
+    bias_add_rows_flat_vec4_kernel<<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
+        reinterpret_cast<const float4*>(xp), reinterpret_cast<const float4*>(bp), reinterpret_cast<float4*>(yp), n4,
+        C4);
+    KILN_CUDA_LAUNCH_CHECK("bias_add_rows_flat_vec4_kernel");
+  } else if (inner == 1 && C % 4 == 0 && aligned16(xp) && aligned16(bp) && aligned16(yp)) {
+    const int64_t C4 = C / 4;
+    const dim3 grid(static_cast<unsigned>((C4 + kBiasRowThreads - 1) / kBiasRowThreads),
+                    static_cast<unsigned>(std::min<int64_t>(outer, kMaxGridY)));
+    bias_add_rows_vec4_kernel<<<grid, kBiasRowThreads, 0, stream>>>(
+        reinterpret_cast<const float4*>(xp), reinterpret_cast<const float4*>(bp), reinterpret_cast<float4*>(yp),
+        outer, C4);
+    KILN_CUDA_LAUNCH_CHECK("bias_add_rows_vec4_kernel");
+  } else if (inner >= kPlaneMin) {
+    // Blocks no wider than the plane (rounded up to a warp): 169 = 13 x 13 gets 192 threads.
+    const int threads = static_cast<int>(std::min<int64_t>(kThreads, (inner + 31) / 32 * 32));
+    const int64_t planes = outer * C;
+    const dim3 grid(static_cast<unsigned>((inner + threads - 1) / threads),
+                    static_cast<unsigned>(std::min<int64_t>(planes, kMaxGridY)));
+    bias_add_planes_kernel<<<grid, threads, 0, stream>>>(xp, bp, yp, planes, C, inner);
+    KILN_CUDA_LAUNCH_CHECK("bias_add_planes_kernel");
+  } else {
+    bias_add_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(xp, bp, yp, n, C, inner);
+    KILN_CUDA_LAUNCH_CHECK("bias_add_kernel");
+  }
 }
 
 void bias_grad(const Tensor& dy, Tensor& dbias) {
@@ -262,17 +363,35 @@ void bias_grad(const Tensor& dy, Tensor& dbias) {
   int64_t outer = 0, inner = 0;
   bias_view(dy, C, &outer, &inner);
   cudaStream_t stream = current_stream(dbias.device().index);
-  // Even when dy is empty the launch runs: it writes zeros into dbias.
-  if (inner == 1) {
-    const int64_t tiles = (C + 31) / 32;
-    const unsigned grid = static_cast<unsigned>(tiles < 65535 ? tiles : 65535);
-    bias_grad_cols_kernel<<<grid, dim3(32, kColRows), 0, stream>>>(dy.data<float>(), dbias.data<float>(), outer, C);
-    KILN_CUDA_LAUNCH_CHECK("bias_grad_cols_kernel");
-  } else {
-    const unsigned grid = static_cast<unsigned>(C < 65535 ? C : 65535);
-    bias_grad_kernel<<<grid, kThreads, 0, stream>>>(dy.data<float>(), dbias.data<float>(), outer, C, inner);
-    KILN_CUDA_LAUNCH_CHECK("bias_grad_kernel");
+  const float* dyp = dy.data<float>();
+  float* db = dbias.data<float>();
+  // Even when dy is empty the launches run: they write zeros into dbias.
+  const bool cols = inner == 1;
+  const int64_t tiles = cols ? (C + 31) / 32 : C;
+  const unsigned grid_x = static_cast<unsigned>(std::min<int64_t>(tiles, kMaxGridY));
+  const int64_t S = bias_grad_slices(outer, static_cast<int64_t>(grid_x), cols ? 32 : 2);
+  const dim3 grid(grid_x, static_cast<unsigned>(S));
+  auto pass1 = [&](auto* out) {
+    using Out = std::remove_pointer_t<decltype(out)>;
+    if (cols) {
+      bias_grad_cols_kernel<Out><<<grid, dim3(32, kColRows), 0, stream>>>(dyp, out, outer, C, S);
+      KILN_CUDA_LAUNCH_CHECK("bias_grad_cols_kernel");
+    } else {
+      bias_grad_planes_kernel<Out><<<grid, kThreads, 0, stream>>>(dyp, out, outer, C, inner, S);
+      KILN_CUDA_LAUNCH_CHECK("bias_grad_planes_kernel");
+    }
+  };
+  if (S == 1) {
+    pass1(db);
+    return;
   }
+  // Scratch for the double partials from the caching allocator (kiln has no float64 dtype: int64
+  // slots), released for reuse in stream order once both launches are queued.
+  Tensor partials = Tensor::empty({S * C}, DType::Int64, dbias.device());
+  double* pp = reinterpret_cast<double*>(partials.data<std::int64_t>());
+  pass1(pp);
+  bias_grad_slices_kernel<<<grid_for(C, kThreads), kThreads, 0, stream>>>(pp, db, S, C);
+  KILN_CUDA_LAUNCH_CHECK("bias_grad_slices_kernel");
 }
 
 }  // namespace kiln::cuda

@@ -9,9 +9,25 @@ namespace kiln::cuda {
 
 namespace {
 
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
 struct ChannelAffine {
   float a[4], b[4];  // y = x * a[c] + b[c]
 };
+
+// Four pixels per thread (one 4-byte load, one 16-byte store) when a plane's size is a multiple of 4,
+// so the four share a channel: MNIST's 28x28 and 224x224 images.
+__global__ void normalize_u8_vec4_kernel(const uchar4* __restrict__ x, float4* __restrict__ y, std::int64_t n4,
+                                         std::int64_t C, std::int64_t inner4, ChannelAffine f) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n4;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int c = static_cast<int>((i / inner4) % C);
+    const uchar4 v = x[i];
+    const float a = f.a[c], b = f.b[c];
+    y[i] = make_float4(static_cast<float>(v.x) * a + b, static_cast<float>(v.y) * a + b,
+                       static_cast<float>(v.z) * a + b, static_cast<float>(v.w) * a + b);
+  }
+}
 
 __global__ void normalize_u8_kernel(const std::uint8_t* __restrict__ x, float* __restrict__ y, std::int64_t n,
                                     std::int64_t C, std::int64_t inner, ChannelAffine f) {
@@ -22,35 +38,103 @@ __global__ void normalize_u8_kernel(const std::uint8_t* __restrict__ x, float* _
   }
 }
 
-__global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ buf,
-                           std::int64_t n, float lr, float momentum, float wd, bool nesterov) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    float d = g[i] + wd * p[i];
-    if (buf) {
-      const float b = momentum * buf[i] + d;
-      buf[i] = b;
+// The per-element updates, shared by the scalar and the float4 kernels (the same float operations
+// in the same order, so both give the same bits).
+struct SgdStep {
+  float lr, momentum, wd;
+  bool nesterov, has_buf;
+  __device__ __forceinline__ void operator()(float& p, float g, float& buf) const {
+    float d = g + wd * p;
+    if (has_buf) {
+      const float b = momentum * buf + d;
+      buf = b;
       d = nesterov ? d + momentum * b : b;
     }
-    p[i] -= lr * d;
+    p -= lr * d;
   }
-}
+};
 
-__global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                            float* __restrict__ v, std::int64_t n, float lr, float b1, float b2, float eps, float wd,
-                            bool decoupled, float bc1, float bc2) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    float pi = p[i], d = g[i];
+struct AdamStep {
+  float lr, b1, b2, eps, wd, bc1, bc2;
+  bool decoupled;
+  __device__ __forceinline__ void operator()(float& p, float g, float& m, float& v) const {
+    float pi = p, d = g;
     if (decoupled)
       pi *= 1.0f - lr * wd;
     else
       d += wd * pi;
-    const float mi = b1 * m[i] + (1.0f - b1) * d;
-    const float vi = b2 * v[i] + (1.0f - b2) * d * d;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = pi - lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+    const float mi = b1 * m + (1.0f - b1) * d;
+    const float vi = b2 * v + (1.0f - b2) * d * d;
+    m = mi;
+    v = vi;
+    p = pi - lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+  }
+};
+
+// Scalar grid-stride loops, for tensors that are not 16-byte aligned.
+__global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ buf,
+                           std::int64_t n, SgdStep f) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    float b = f.has_buf ? buf[i] : 0.0f;
+    f(p[i], g[i], b);
+    if (f.has_buf) buf[i] = b;
+  }
+}
+
+// 16-byte loads and stores (every pointer 16-byte aligned), then the scalar tail, in one launch.
+__global__ void sgd_vec4_kernel(float4* __restrict__ p, const float4* __restrict__ g, float4* __restrict__ buf,
+                                std::int64_t n, SgdStep f) {
+  const std::int64_t n4 = n / 4;
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n4;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    float4 pv = p[i], b = f.has_buf ? buf[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const float4 gv = g[i];
+    f(pv.x, gv.x, b.x);
+    f(pv.y, gv.y, b.y);
+    f(pv.z, gv.z, b.z);
+    f(pv.w, gv.w, b.w);
+    p[i] = pv;
+    if (f.has_buf) buf[i] = b;
+  }
+  float *ps = reinterpret_cast<float*>(p), *bs = reinterpret_cast<float*>(buf);
+  const float* gs = reinterpret_cast<const float*>(g);
+  for (std::int64_t i = 4 * n4 + blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {  // the tail (n % 4 elements)
+    float b = f.has_buf ? bs[i] : 0.0f;
+    f(ps[i], gs[i], b);
+    if (f.has_buf) bs[i] = b;
+  }
+}
+
+__global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                            float* __restrict__ v, std::int64_t n, AdamStep f) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    f(p[i], g[i], m[i], v[i]);
+  }
+}
+
+__global__ void adam_vec4_kernel(float4* __restrict__ p, const float4* __restrict__ g, float4* __restrict__ m,
+                                 float4* __restrict__ v, std::int64_t n, AdamStep f) {
+  const std::int64_t n4 = n / 4;
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n4;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    float4 pv = p[i], mv = m[i], vv = v[i];
+    const float4 gv = g[i];
+    f(pv.x, gv.x, mv.x, vv.x);
+    f(pv.y, gv.y, mv.y, vv.y);
+    f(pv.z, gv.z, mv.z, vv.z);
+    f(pv.w, gv.w, mv.w, vv.w);
+    p[i] = pv;
+    m[i] = mv;
+    v[i] = vv;
+  }
+  float *ps = reinterpret_cast<float*>(p), *ms = reinterpret_cast<float*>(m), *vs = reinterpret_cast<float*>(v);
+  const float* gs = reinterpret_cast<const float*>(g);
+  for (std::int64_t i = 4 * n4 + blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {  // the tail (n % 4 elements)
+    f(ps[i], gs[i], ms[i], vs[i]);
   }
 }
 
@@ -66,29 +150,56 @@ void normalize_u8(const Tensor& x, const float* mean, const float* std, Tensor& 
     f.a[c] = 1.0f / (255.0f * std[c]);
     f.b[c] = -mean[c] / std[c];
   }
-  normalize_u8_kernel<<<grid_for(n), 256, 0, current_stream(x.device().index)>>>(
-      x.data<std::uint8_t>(), y.data<float>(), n, C, inner, f);
-  KILN_CUDA_LAUNCH_CHECK("normalize_u8_kernel");
+  const std::uint8_t* xp = x.data<std::uint8_t>();
+  float* yp = y.data<float>();
+  cudaStream_t stream = current_stream(x.device().index);
+  if (inner % 4 == 0 && reinterpret_cast<std::uintptr_t>(xp) % 4 == 0 && aligned16(yp)) {
+    normalize_u8_vec4_kernel<<<grid_for(n / 4), 256, 0, stream>>>(
+        reinterpret_cast<const uchar4*>(xp), reinterpret_cast<float4*>(yp), n / 4, C, inner / 4, f);
+    KILN_CUDA_LAUNCH_CHECK("normalize_u8_vec4_kernel");
+  } else {
+    normalize_u8_kernel<<<grid_for(n), 256, 0, stream>>>(xp, yp, n, C, inner, f);
+    KILN_CUDA_LAUNCH_CHECK("normalize_u8_kernel");
+  }
 }
 
 void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float lr, float momentum,
                 float weight_decay, bool nesterov) {
   const std::int64_t n = param.numel();
   if (n == 0) return;
-  float* buf = momentum > 0.0f ? momentum_buf.data<float>() : nullptr;
-  sgd_kernel<<<grid_for(n), 256, 0, current_stream(param.device().index)>>>(
-      param.data<float>(), grad.data<float>(), buf, n, lr, momentum, weight_decay, nesterov);
-  KILN_CUDA_LAUNCH_CHECK("sgd_kernel");
+  const SgdStep f{lr, momentum, weight_decay, nesterov, momentum > 0.0f};
+  float* p = param.data<float>();
+  const float* g = grad.data<float>();
+  float* buf = f.has_buf ? momentum_buf.data<float>() : nullptr;
+  cudaStream_t stream = current_stream(param.device().index);
+  if (aligned16(p) && aligned16(g) && (!buf || aligned16(buf))) {
+    sgd_vec4_kernel<<<grid_for((n + 3) / 4), 256, 0, stream>>>(
+        reinterpret_cast<float4*>(p), reinterpret_cast<const float4*>(g), reinterpret_cast<float4*>(buf), n, f);
+    KILN_CUDA_LAUNCH_CHECK("sgd_vec4_kernel");
+  } else {
+    sgd_kernel<<<grid_for(n), 256, 0, stream>>>(p, g, buf, n, f);
+    KILN_CUDA_LAUNCH_CHECK("sgd_kernel");
+  }
 }
 
 void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,
                  float eps, float weight_decay, bool decoupled, float bc1, float bc2) {
   const std::int64_t n = param.numel();
   if (n == 0) return;
-  adam_kernel<<<grid_for(n), 256, 0, current_stream(param.device().index)>>>(
-      param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), n, lr, beta1, beta2, eps,
-      weight_decay, decoupled, bc1, bc2);
-  KILN_CUDA_LAUNCH_CHECK("adam_kernel");
+  const AdamStep f{lr, beta1, beta2, eps, weight_decay, bc1, bc2, decoupled};
+  float* p = param.data<float>();
+  const float* g = grad.data<float>();
+  float *mp = m.data<float>(), *vp = v.data<float>();
+  cudaStream_t stream = current_stream(param.device().index);
+  if (aligned16(p) && aligned16(g) && aligned16(mp) && aligned16(vp)) {
+    adam_vec4_kernel<<<grid_for((n + 3) / 4), 256, 0, stream>>>(
+        reinterpret_cast<float4*>(p), reinterpret_cast<const float4*>(g), reinterpret_cast<float4*>(mp),
+        reinterpret_cast<float4*>(vp), n, f);
+    KILN_CUDA_LAUNCH_CHECK("adam_vec4_kernel");
+  } else {
+    adam_kernel<<<grid_for(n), 256, 0, stream>>>(p, g, mp, vp, n, f);
+    KILN_CUDA_LAUNCH_CHECK("adam_kernel");
+  }
 }
 
 }  // namespace kiln::cuda
