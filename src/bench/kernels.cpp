@@ -360,23 +360,24 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
 }  // namespace
 
 int kernel_bandwidth(Device dev, const KernelBenchOptions& o) {
-  KILN_CHECK(o.repeat >= 1, "--repeat must be at least 1, got ", o.repeat);
+  KILN_CHECK(o.repeat >= 0, "--repeat must be at least 1, got ", o.repeat);
   KILN_CHECK(o.min_fraction >= 0.0 && o.min_fraction <= 2.0, "--min-fraction must be in [0, 2], got ", o.min_fraction);
-  const int64_t n = o.elements > 0 ? o.elements : (dev.is_cuda() ? int64_t{1} << 26 : int64_t{1} << 24);
+  const int64_t n = o.elements;
+  const int repeat = o.repeat > 0 ? o.repeat : (dev.is_cuda() ? 20 : 5);
   KILN_CHECK(n >= 4096 * 16 && n <= (int64_t{1} << 31), "--elements must be in [65536, 2^31], got ", n);
 
   Timer timer(dev);
   std::printf("kiln kernel bandwidth on %s\n", timer.describe().c_str());
   std::printf("large tensors: %lld floats (%.0f MiB); median of %d runs; effective GB/s = compulsory bytes / time\n",
-              static_cast<long long>(n), static_cast<double>(n) * 4 / (1 << 20), o.repeat);
+              static_cast<long long>(n), static_cast<double>(n) * 4 / (1 << 20), repeat);
 
   // The ceiling: a copy of one large tensor.
   Tensor src = Tensor::zeros({n}, DType::Float32, dev), dst = Tensor::zeros({n}, DType::Float32, dev);
   const std::size_t bytes = static_cast<std::size_t>(n) * 4;
   const double copy_ms =
-      timer.time_ms([&] { timer.copy(dst.raw_data(), src.raw_data(), bytes); }, std::max(o.repeat, 20));
+      timer.time_ms([&] { timer.copy(dst.raw_data(), src.raw_data(), bytes); }, std::max(repeat, 20));
   const double copy_gbs = 2.0 * static_cast<double>(bytes) / (copy_ms * 1e6);
-  std::printf("ceiling: copy of %.0f MiB: %.3f ms, %.1f GB/s (read + write)\n\n", static_cast<double>(bytes) / (1 << 20),
+  std::printf("ceiling: copy of %.1f MiB: %.3f ms, %.1f GB/s (read + write)\n\n", static_cast<double>(bytes) / (1 << 20),
               copy_ms, copy_gbs);
 
   Generator gen(1234);
@@ -389,7 +390,7 @@ int kernel_bandwidth(Device dev, const KernelBenchOptions& o) {
     for (const Case& c : group()) {
       if (!o.filter.empty() && std::string(c.name).find(o.filter) == std::string::npos) continue;
       ++ran;
-      const double ms = timer.time_ms(c.run, o.repeat);
+      const double ms = timer.time_ms(c.run, repeat);
       const double gbs = c.bytes / (ms * 1e6);
       const double frac = gbs / copy_gbs;
       const char* mark = "";

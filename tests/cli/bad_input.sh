@@ -38,6 +38,9 @@ sum_before=$(cksum <"$ck")
 # Flags
 expect_error "batch size 0" "--batch-size" "$KILN" train --data "$D" --batch-size 0 --out "$T/x"
 expect_error "NaN lr" "--lr" "$KILN" train --data "$D" --lr nan --out "$T/x"
+expect_error "bench --kernels, tiny tensors" "--elements" "$KILN" bench --kernels --device cpu --elements 10
+expect_error "bench --kernels, filter matches nothing" "--filter 'no-such-kernel'" \
+  "$KILN" bench --kernels --device cpu --elements 65536 --filter no-such-kernel
 expect_error "negative lr" "--lr" "$KILN" train --data "$D" --lr -1 --out "$T/x"
 expect_error "unknown model" "--model" "$KILN" train --data "$D" --model resnet --out "$T/x"
 expect_error "unknown dataset" "--dataset" "$KILN" train --data "$D" --dataset cifar --out "$T/x"
