@@ -368,7 +368,7 @@ int kernel_bandwidth(Device dev, const KernelBenchOptions& o) {
 
   Timer timer(dev);
   std::printf("kiln kernel bandwidth on %s\n", timer.describe().c_str());
-  std::printf("large tensors: %lld floats (%.0f MiB); median of %d runs; effective GB/s = compulsory bytes / time\n",
+  std::printf("large tensors: %lld floats (%.1f MiB); median of %d runs; effective GB/s = compulsory bytes / time\n",
               static_cast<long long>(n), static_cast<double>(n) * 4 / (1 << 20), repeat);
 
   // The ceiling: a copy of one large tensor.
