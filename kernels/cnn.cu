@@ -245,14 +245,19 @@ __global__ void lrn_backward_kernel(const float* x, const float* y, const float*
 }
 
 // ---- dropout -----------------------------------------------------------------------------------------
-KILN_CNN_HD float dropout_elem(float x, float p, float s, uint64_t seed, uint64_t offset, int64_t i) {
-  return kiln::philox::uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? mul_rn(x, s) : 0.0f;
-}
-
-// Also the backward (same mask, same scale).
+// One thread per Philox block: the mask of up to four elements from one Philox call. Also the
+// backward (same mask, same scale).
 __global__ void dropout_kernel(const float* x, float* y, int64_t n, float p, float s, uint64_t seed,
                                uint64_t offset) {
-  for (int64_t i = global_tid(); i < n; i += grid_stride()) y[i] = dropout_elem(x[i], p, s, seed, offset, i);
+  const uint64_t un = static_cast<uint64_t>(n);
+  const uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, un);
+  for (int64_t j = global_tid(); j < static_cast<int64_t>(nb); j += grid_stride())
+    kiln::philox::for_uniforms_in_block(seed, offset, un, b0 + static_cast<uint64_t>(j),
+                                        [&](uint64_t i, float u) { y[i] = u >= p ? mul_rn(x[i], s) : 0.0f; });
+}
+
+long long dropout_blocks(int64_t n, uint64_t offset) {
+  return static_cast<long long>(kiln::philox::block_count(offset, static_cast<uint64_t>(n)));
 }
 
 // ---- bilinear resize ------------------------------------------------------------------------------------
@@ -372,8 +377,8 @@ void dropout_forward(const Tensor& x, float p, std::uint64_t seed, std::uint64_t
   const int64_t n = x.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(y.device().index);
-  dropout_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), y.data<float>(), n, p,
-                                                                  dropout_scale(p), seed, offset);
+  dropout_kernel<<<grid_for(dropout_blocks(n, offset), kThreads), kThreads, 0, stream>>>(
+      x.data<float>(), y.data<float>(), n, p, dropout_scale(p), seed, offset);
   KILN_CUDA_LAUNCH_CHECK("dropout_kernel");
 }
 
@@ -381,8 +386,8 @@ void dropout_backward(const Tensor& dy, float p, std::uint64_t seed, std::uint64
   const int64_t n = dy.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(dx.device().index);
-  dropout_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(dy.data<float>(), dx.data<float>(), n, p,
-                                                                  dropout_scale(p), seed, offset);
+  dropout_kernel<<<grid_for(dropout_blocks(n, offset), kThreads), kThreads, 0, stream>>>(
+      dy.data<float>(), dx.data<float>(), n, p, dropout_scale(p), seed, offset);
   KILN_CUDA_LAUNCH_CHECK("dropout_kernel (backward)");
 }
 

@@ -1,6 +1,6 @@
 // CUDA twins of the random fills: uniform and normal from the shared Philox counter RNG
-// (kiln/random.h). Element i uses counter offset + i, exactly like the CPU twin, so both devices
-// produce the same numbers. The affine step uses explicitly rounded float ops (__fmul_rn,
+// (kiln/random.h). Element i is uniform/normal(seed, offset + i), exactly like the CPU twin, so both
+// devices produce the same numbers; each thread draws one Philox block (four elements). The affine step uses explicitly rounded float ops (__fmul_rn,
 // __fadd_rn) so nvcc cannot fuse it into an FMA and change the last bit.
 #include <cstdint>
 
@@ -21,20 +21,21 @@ __device__ __forceinline__ int64_t global_tid() {
 }
 __device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
+// One thread per Philox block: up to four elements from one Philox call (two for normals).
 // y[i] = lo + (hi - lo) * uniform(seed, offset + i); span = hi - lo, computed on the host in float.
-__global__ void uniform_kernel(float* y, int64_t n, uint64_t seed, uint64_t offset, float lo, float span) {
-  for (int64_t i = global_tid(); i < n; i += grid_stride()) {
-    const float u = kiln::philox::uniform(seed, offset + static_cast<uint64_t>(i));
-    y[i] = __fadd_rn(lo, __fmul_rn(span, u));
-  }
+__global__ void uniform_kernel(float* y, uint64_t n, uint64_t seed, uint64_t offset, float lo, float span) {
+  const uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, n);
+  for (int64_t j = global_tid(); j < static_cast<int64_t>(nb); j += grid_stride())
+    kiln::philox::for_uniforms_in_block(seed, offset, n, b0 + static_cast<uint64_t>(j),
+                                        [&](uint64_t i, float u) { y[i] = __fadd_rn(lo, __fmul_rn(span, u)); });
 }
 
 // y[i] = mean + stddev * normal(seed, offset + i)
-__global__ void normal_kernel(float* y, int64_t n, uint64_t seed, uint64_t offset, float mean, float stddev) {
-  for (int64_t i = global_tid(); i < n; i += grid_stride()) {
-    const float z = kiln::philox::normal(seed, offset + static_cast<uint64_t>(i));
-    y[i] = __fadd_rn(mean, __fmul_rn(stddev, z));
-  }
+__global__ void normal_kernel(float* y, uint64_t n, uint64_t seed, uint64_t offset, float mean, float stddev) {
+  const uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, n);
+  for (int64_t j = global_tid(); j < static_cast<int64_t>(nb); j += grid_stride())
+    kiln::philox::for_normals_in_block(seed, offset, n, b0 + static_cast<uint64_t>(j),
+                                       [&](uint64_t i, float z) { y[i] = __fadd_rn(mean, __fmul_rn(stddev, z)); });
 }
 
 }  // namespace
@@ -45,7 +46,9 @@ void uniform(Tensor& y, std::uint64_t seed, std::uint64_t offset, float lo, floa
   const int64_t n = y.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(y.device().index);
-  uniform_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(y.data<float>(), n, seed, offset, lo, hi - lo);
+  const auto blocks = static_cast<long long>(kiln::philox::block_count(offset, static_cast<uint64_t>(n)));
+  uniform_kernel<<<grid_for(blocks, kThreads), kThreads, 0, stream>>>(y.data<float>(), static_cast<uint64_t>(n), seed,
+                                                                       offset, lo, hi - lo);
   KILN_CUDA_LAUNCH_CHECK("uniform_kernel");
 }
 
@@ -53,7 +56,9 @@ void normal(Tensor& y, std::uint64_t seed, std::uint64_t offset, float mean, flo
   const int64_t n = y.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(y.device().index);
-  normal_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(y.data<float>(), n, seed, offset, mean, stddev);
+  const auto blocks = static_cast<long long>(kiln::philox::block_count(offset, static_cast<uint64_t>(n)));
+  normal_kernel<<<grid_for(blocks, kThreads), kThreads, 0, stream>>>(y.data<float>(), static_cast<uint64_t>(n), seed,
+                                                                      offset, mean, stddev);
   KILN_CUDA_LAUNCH_CHECK("normal_kernel");
 }
 

@@ -225,6 +225,43 @@ TEST(RandomBasics, MatchesThePhiloxContract) {
   EXPECT_NEAR(var_n, 1.0, 5 * std::sqrt(2.0 / 4096));
 }
 
+// The fills draw a Philox block (four elements) at a time; at every alignment of the offset and
+// every length, element i must still be uniform/normal(seed, offset + i), and no word is shared:
+// the uniform and normal streams of one seed are not copies of each other.
+TEST(RandomBasics, BlockwiseDrawsMatchTheElementContract) {
+  for (std::uint64_t offset = 0; offset < 9; ++offset)
+    for (std::int64_t n = 1; n <= 13; ++n) {
+      kiln::Generator g(99);
+      g.advance(offset);
+      const std::vector<float> u = Tensor::rand({n}, g).to_vector();
+      const std::vector<float> z = Tensor::randn({n}, g).to_vector();
+      for (std::int64_t i = 0; i < n; ++i) {
+        const auto k = static_cast<std::size_t>(i);
+        ASSERT_EQ(bits(u[k]), bits(kiln::philox::uniform(99, offset + k))) << "offset " << offset << " n " << n;
+        ASSERT_EQ(bits(z[k]), bits(kiln::philox::normal(99, offset + n + k))) << "offset " << offset << " n " << n;
+      }
+    }
+  // The per-block helpers the CUDA kernels call (one thread per block), run here on the host.
+  for (std::uint64_t offset = 0; offset < 9; ++offset)
+    for (std::uint64_t n = 1; n <= 13; ++n) {
+      std::vector<float> u(n, -1.0f), z(n, -1.0f);
+      const std::uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, n);
+      for (std::uint64_t j = 0; j < nb; ++j) {
+        kiln::philox::for_uniforms_in_block(99, offset, n, b0 + j, [&](std::uint64_t i, float v) { u[i] = v; });
+        kiln::philox::for_normals_in_block(99, offset, n, b0 + j, [&](std::uint64_t i, float v) { z[i] = v; });
+      }
+      for (std::uint64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(bits(u[i]), bits(kiln::philox::uniform(99, offset + i))) << "offset " << offset << " n " << n;
+        ASSERT_EQ(bits(z[i]), bits(kiln::philox::normal(99, offset + i))) << "offset " << offset << " n " << n;
+      }
+    }
+  int same = 0;
+  for (std::uint64_t i = 0; i < 1000; ++i)
+    same += kiln::philox::uniform(3, i) == kiln::philox::uniform(3, i + 1) ||
+            std::fabs(kiln::philox::normal(3, i) - kiln::philox::normal(3, i + 1)) < 1e-7f;
+  EXPECT_LE(same, 1) << "neighbouring elements must not repeat each other";
+}
+
 TEST(RandomBasics, RangeAndMoments) {
   kiln::Generator g(5);
   std::vector<float> u = Tensor::rand({10000}, g, Device::cpu(), -2.0f, 3.0f).to_vector();

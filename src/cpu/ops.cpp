@@ -52,32 +52,6 @@ double row_logsumexp(const float* x, i64 C) {
 }
 }  // namespace
 
-// ---- fill and random ---------------------------------------------------------------------------------
-void fill(Tensor& y, float value) {
-  switch (y.dtype()) {
-    case DType::Float32: fill_typed<float>(y, value); break;
-    case DType::Int32: fill_typed<std::int32_t>(y, static_cast<std::int32_t>(value)); break;
-    case DType::Int64: fill_typed<std::int64_t>(y, static_cast<std::int64_t>(value)); break;
-    case DType::UInt8: fill_typed<std::uint8_t>(y, static_cast<std::uint8_t>(value)); break;
-    default: KILN_FAIL("fill: unsupported dtype ", dtype_name(y.dtype()));
-  }
-}
-
-void uniform(Tensor& y, std::uint64_t seed, std::uint64_t offset, float lo, float hi) {
-  float* p = y.data<float>();
-  const i64 n = y.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (i64 i = 0; i < n; ++i) p[i] = lo + (hi - lo) * philox::uniform(seed, offset + static_cast<std::uint64_t>(i));
-}
-
-void normal(Tensor& y, std::uint64_t seed, std::uint64_t offset, float mean, float std) {
-  float* p = y.data<float>();
-  const i64 n = y.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (i64 i = 0; i < n; ++i) p[i] = mean + std * philox::normal(seed, offset + static_cast<std::uint64_t>(i));
-}
-
-// ---- elementwise -------------------------------------------------------------------------------------
 // The loop bodies are plain functions over [begin, end) that the compiler vectorises; OpenMP only
 // splits very large ranges across threads (see kParallelMin).
 template <class F>
@@ -94,6 +68,38 @@ void for_range(i64 n, F&& f) {
 #endif
   f(0, n);
 }
+
+// ---- fill and random ---------------------------------------------------------------------------------
+void fill(Tensor& y, float value) {
+  switch (y.dtype()) {
+    case DType::Float32: fill_typed<float>(y, value); break;
+    case DType::Int32: fill_typed<std::int32_t>(y, static_cast<std::int32_t>(value)); break;
+    case DType::Int64: fill_typed<std::int64_t>(y, static_cast<std::int64_t>(value)); break;
+    case DType::UInt8: fill_typed<std::uint8_t>(y, static_cast<std::uint8_t>(value)); break;
+    default: KILN_FAIL("fill: unsupported dtype ", dtype_name(y.dtype()));
+  }
+}
+
+// Element i is uniform(seed, offset + i) / normal(...); philox::for_uniforms/for_normals draw a
+// Philox block (four elements) at a time. Threads take contiguous ranges (see for_range).
+void uniform(Tensor& y, std::uint64_t seed, std::uint64_t offset, float lo, float hi) {
+  float* p = y.data<float>();
+  const float span = hi - lo;
+  for_range(y.numel(), [=](i64 b, i64 e) {
+    philox::for_uniforms(seed, offset, static_cast<std::uint64_t>(b), static_cast<std::uint64_t>(e),
+                         [=](std::uint64_t i, float u) { p[i] = lo + span * u; });
+  });
+}
+
+void normal(Tensor& y, std::uint64_t seed, std::uint64_t offset, float mean, float std) {
+  float* p = y.data<float>();
+  for_range(y.numel(), [=](i64 b, i64 e) {
+    philox::for_normals(seed, offset, static_cast<std::uint64_t>(b), static_cast<std::uint64_t>(e),
+                        [=](std::uint64_t i, float z) { p[i] = mean + std * z; });
+  });
+}
+
+// ---- elementwise -------------------------------------------------------------------------------------
 
 void add(float alpha, const Tensor& a, float beta, const Tensor& b, Tensor& y) {
   const float* __restrict pa = a.data<float>();
