@@ -72,7 +72,7 @@ if [[ -n $prebuilt ]]; then
   fi
   if [[ $bench == 1 ]]; then
     log "kiln's memory-bound kernels vs the copy bandwidth (target: >= 80%)"
-    "$B/kiln" bench --kernels --device cuda 2>&1 | tee -a "$OUT/summary.txt"
+    "$B/kiln" bench --kernels --device cuda --markdown 2>&1 | tee "$OUT/kernels.md" | tee -a "$OUT/summary.txt"
     log "kernel lab"
     for k in softmax_xent bias_relu max_pool sgemm; do "$B/bench/kernel_lab/lab_$k" 2>&1 | tee -a "$OUT/summary.txt"; done
     log "AlexNet bench"
@@ -120,7 +120,7 @@ fi
 
 if [[ $bench == 1 ]]; then
   log "kiln's memory-bound kernels vs the copy bandwidth (target: >= 80%)"
-  build-gpu/kiln bench --kernels --device cuda 2>&1 | tee -a "$OUT/summary.txt"
+  build-gpu/kiln bench --kernels --device cuda --markdown 2>&1 | tee "$OUT/kernels.md" | tee -a "$OUT/summary.txt"
   if cmake --build build-gpu --target kernel_lab -j "$(nproc)" >>"$OUT/build.log" 2>&1; then
     log "kernel lab"
     for k in softmax_xent bias_relu max_pool sgemm; do build-gpu/bench/kernel_lab/lab_$k 2>&1 | tee -a "$OUT/summary.txt"; done

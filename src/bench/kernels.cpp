@@ -383,7 +383,11 @@ int kernel_bandwidth(Device dev, const KernelBenchOptions& o) {
   Generator gen(1234);
   const std::vector<Group> groups = make_groups(dev, n, gen);
   const double target = o.min_fraction > 0 ? o.min_fraction : 0.8;
-  std::printf("%-34s %-22s %10s %10s %10s %8s\n", "kernel", "shape", "MiB moved", "ms", "GB/s", "% copy");
+  if (o.markdown) {
+    std::printf("| kernel | shape | MiB moved | ms | GB/s | %% of copy |\n|---|---|---|---|---|---|\n");
+  } else {
+    std::printf("%-34s %-22s %10s %10s %10s %8s\n", "kernel", "shape", "MiB moved", "ms", "GB/s", "% copy");
+  }
   int held = 0, below = 0, ran = 0;
   std::string below_names;
   for (const Group& group : groups) {
@@ -404,8 +408,14 @@ int kernel_bandwidth(Device dev, const KernelBenchOptions& o) {
       } else {
         mark = "  (window kernel)";
       }
-      std::printf("%-34s %-22s %10.1f %10.3f %10.1f %7.1f%%%s\n", c.name, c.shape.c_str(), c.bytes / (1 << 20), ms, gbs,
-                  100 * frac, mark);
+      if (o.markdown) {
+        const char* md_mark = !c.target ? " (window kernel)" : *mark ? " **(below target)**" : "";
+        std::printf("| %s%s | %s | %.1f | %.3f | %.1f | %.1f%% |\n", c.name, md_mark, c.shape.c_str(),
+                    c.bytes / (1 << 20), ms, gbs, 100 * frac);
+      } else {
+        std::printf("%-34s %-22s %10.1f %10.3f %10.1f %7.1f%%%s\n", c.name, c.shape.c_str(), c.bytes / (1 << 20), ms,
+                    gbs, 100 * frac, mark);
+      }
       std::fflush(stdout);
     }
   }

@@ -15,6 +15,7 @@ struct KernelBenchOptions {
   int repeat = 0;                   // timed runs per kernel (median reported); 0: 20 on a GPU, 5 on the CPU
   std::string filter;          // only kernels whose name contains this
   double min_fraction = 0.0;   // > 0: exit status 1 when an elementwise/reduction kernel is below it
+  bool markdown = false;       // the table as Markdown (for bench/RESULTS.md)
 };
 
 // Prints the table; returns the exit status.

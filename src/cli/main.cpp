@@ -237,6 +237,7 @@ int main(int argc, char** argv) {
   bench->add_option("--elements", kopt.elements, "--kernels: floats per large tensor")->capture_default_str();
   bench->add_option("--repeat", kopt.repeat, "--kernels: timed runs per kernel, median reported (default 20 on a GPU, 5 on the CPU)");
   bench->add_option("--filter", kopt.filter, "--kernels: only kernels whose name contains this text");
+  bench->add_flag("--markdown", kopt.markdown, "--kernels: print the table as Markdown (for bench/RESULTS.md)");
   bench->add_option("--min-fraction", kopt.min_fraction,
                     "--kernels: exit with status 1 if an elementwise/reduction kernel is below this fraction of the copy "
                     "bandwidth (default: report only, the target 0.8 is marked)");
