@@ -1,7 +1,8 @@
 // CUDA twins of the random fills: uniform and normal from the shared Philox counter RNG
 // (kiln/random.h). Element i is uniform/normal(seed, offset + i), exactly like the CPU twin, so both
-// devices produce the same numbers; each thread draws one Philox block (four elements). The affine step uses explicitly rounded float ops (__fmul_rn,
-// __fadd_rn) so nvcc cannot fuse it into an FMA and change the last bit.
+// devices produce the same numbers; each thread draws one Philox block (four elements). The affine
+// step uses explicitly rounded float ops (__fmul_rn, __fadd_rn) so nvcc cannot fuse it into an FMA
+// and change the last bit.
 #include <cstdint>
 
 #include "backend/backend.h"
