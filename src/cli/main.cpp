@@ -216,6 +216,7 @@ int main(int argc, char** argv) {
 
   // ---- bench
   kiln::train::Config bcfg;
+  bcfg.profile_steps = 20;
   std::string bench_model = "alexnet", bench_device = "auto";
   int bench_size = 224, bench_channels = 3, bench_classes = 1000;
   auto* bench = app.add_subcommand("bench", "Time training steps on random data and print the per-layer table");
@@ -223,7 +224,7 @@ int main(int argc, char** argv) {
   bench->add_option("--batch-size", bcfg.batch_size, "Images per step")->capture_default_str();
   bench->add_option("--image-size", bench_size, "Input height and width (mlp: 28)")->capture_default_str();
   bench->add_option("--channels", bench_channels, "Input channels (mlp: 1)")->capture_default_str();
-  bench->add_option("--classes", bench_classes, "Number of classes")->capture_default_str();
+  auto* classes_opt = bench->add_option("--classes", bench_classes, "Number of classes (default: 1000, mlp: 10)");
   bench->add_option("--steps", bcfg.profile_steps, "Timed steps (after 5 warm-up steps)")->capture_default_str();
   bench->add_option("--workers", bcfg.workers, "Batch-assembly threads")->capture_default_str();
   bench->add_option("--device", bench_device, "auto | cpu | cuda | cuda:N")->capture_default_str();
@@ -358,7 +359,11 @@ int main(int argc, char** argv) {
     if (bench->parsed()) {
       KILN_CHECK(bcfg.profile_steps >= 1, "--steps must be at least 1, got ", bcfg.profile_steps);
       KILN_CHECK(bcfg.batch_size >= 1, "--batch-size must be at least 1, got ", bcfg.batch_size);
-      if (bench_model == "mlp") bench_size = bench_size == 224 ? 28 : bench_size, bench_channels = 1;
+      if (bench_model == "mlp") {  // MNIST-shaped unless told otherwise
+        bench_size = bench_size == 224 ? 28 : bench_size, bench_channels = 1;
+        if (classes_opt->count() == 0) bench_classes = 10;
+      }
+      KILN_CHECK(bench_classes >= 2, "--classes must be at least 2, got ", bench_classes);
       bcfg.model.arch = bench_model;
       bcfg.model.mean = std::vector<float>(static_cast<std::size_t>(bench_channels), 0.5f);
       bcfg.model.std = std::vector<float>(static_cast<std::size_t>(bench_channels), 0.25f);
