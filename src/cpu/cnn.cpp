@@ -8,20 +8,14 @@
 #include <limits>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 #include "backend/backend.h"
+#include "cpu/parallel.h"
 #include "kiln/random.h"
 
 namespace kiln::cpu {
 
 namespace {
 using i64 = std::int64_t;
-// As in ops.cpp: below this much work a loop stays on one thread (OpenMP threads spinning beside
-// OpenBLAS's pool cost more than they save on small tensors).
-constexpr i64 kParallelMin = 1 << 20;
 
 // Rows [start, end) of adaptive pooling cell i when `in` rows are pooled into `out` cells.
 i64 adaptive_start(i64 i, i64 in, i64 out) { return (i * in) / out; }
@@ -216,25 +210,13 @@ void dropout_forward(const Tensor& x, float p, std::uint64_t seed, std::uint64_t
   const float* px = x.data<float>();
   float* py = y.data<float>();
   const float s = dropout_scale(p);
-  const i64 n = x.numel();
-  auto run = [=](i64 b, i64 e) {  // one Philox block (four elements) at a time
+  for_range(x.numel(), [=](i64 b, i64 e) {  // one Philox block (four elements) at a time
     philox::for_uniforms(seed, offset, static_cast<std::uint64_t>(b), static_cast<std::uint64_t>(e),
                          [=](std::uint64_t i, float u) {
                            const float v = px[i];  // loaded unconditionally: a select, not a branch
                            py[i] = u >= p ? v * s : 0.0f;
                          });
-  };
-#if defined(_OPENMP)
-  if (n > kParallelMin) {
-#pragma omp parallel
-    {
-      const i64 t = omp_get_thread_num(), T = omp_get_num_threads();
-      run(n * t / T, n * (t + 1) / T);
-    }
-    return;
-  }
-#endif
-  run(0, n);
+  });
 }
 
 void dropout_backward(const Tensor& dy, float p, std::uint64_t seed, std::uint64_t offset, Tensor& dx) {

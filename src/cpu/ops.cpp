@@ -12,17 +12,13 @@
 #endif
 
 #include "backend/backend.h"
+#include "cpu/parallel.h"
 #include "kiln/random.h"
 
 namespace kiln::cpu {
 
 namespace {
 using i64 = std::int64_t;
-// Below this many elements a loop runs on one thread: memory-bound loops gain little from a second
-// thread, and OpenMP threads spinning beside OpenBLAS's own pool cost far more (measured: 10x slower
-// MLP epochs with a threshold of 32K on a 2-core machine).
-constexpr i64 kParallelMin = 1 << 20;
-
 template <class T>
 void fill_typed(Tensor& y, T v) {
   T* p = y.data<T>();
@@ -52,22 +48,6 @@ double row_logsumexp(const float* x, i64 C) {
 }
 }  // namespace
 
-// The loop bodies are plain functions over [begin, end) that the compiler vectorises; OpenMP only
-// splits very large ranges across threads (see kParallelMin).
-template <class F>
-void for_range(i64 n, F&& f) {
-#if defined(_OPENMP)
-  if (n > kParallelMin) {
-#pragma omp parallel
-    {
-      const i64 t = omp_get_thread_num(), T = omp_get_num_threads();
-      f(n * t / T, n * (t + 1) / T);
-    }
-    return;
-  }
-#endif
-  f(0, n);
-}
 
 // ---- fill and random ---------------------------------------------------------------------------------
 void fill(Tensor& y, float value) {
