@@ -5,6 +5,9 @@
 
 namespace kiln::cuda::dev {
 
+// Whether a pointer allows 16-byte (float4) accesses: the host's test before a vectorised launch.
+inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
 __device__ __forceinline__ std::int64_t global_tid() {
   return static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }

@@ -22,7 +22,7 @@ using kiln::cuda::dev::warp_sum;
 
 constexpr int kThreads = 256;
 
-inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+using kiln::cuda::dev::aligned16;
 
 
 // ---- fill ----------------------------------------------------------------------------------------

@@ -4,12 +4,13 @@
 
 #include "backend/backend.h"
 #include "cuda/runtime.h"
+#include "common.cuh"
 
 namespace kiln::cuda {
 
 namespace {
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+using kiln::cuda::dev::aligned16;
 
 struct ChannelAffine {
   float a[4], b[4];  // y = x * a[c] + b[c]

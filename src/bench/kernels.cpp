@@ -16,7 +16,7 @@
 #include <functional>
 #include <vector>
 
-#include "backend/backend.h"
+#include "ops/dispatch.h"
 #include "kiln/error.h"
 #include "kiln/random.h"
 #include "kiln/tensor.h"
@@ -33,13 +33,6 @@ namespace kiln::bench {
 namespace {
 
 using std::int64_t;
-
-// Calls kiln::cpu::fn or kiln::cuda::fn: the twins the ops dispatch to.
-#if defined(KILN_WITH_CUDA)
-#define TWIN(dev, fn, ...) ((dev).is_cpu() ? ::kiln::cpu::fn(__VA_ARGS__) : ::kiln::cuda::fn(__VA_ARGS__))
-#else
-#define TWIN(dev, fn, ...) ::kiln::cpu::fn(__VA_ARGS__)
-#endif
 
 struct Case {
   const char* name;
@@ -195,19 +188,19 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     Tensor a = rnd({n}), b = rnd({n}), y = out({n});
     const std::string s = shape_str({n});
     const double N = static_cast<double>(n);
-    cases.push_back({"fill", s, F * N, true, [=]() mutable { TWIN(dev, fill, y, 1.5f); }});
-    cases.push_back({"add", s, 3 * F * N, true, [=]() mutable { TWIN(dev, add, 1.0f, a, -0.5f, b, y); }});
-    cases.push_back({"mul", s, 3 * F * N, true, [=]() mutable { TWIN(dev, mul, a, b, y); }});
-    cases.push_back({"scale", s, 2 * F * N, true, [=]() mutable { TWIN(dev, scale, a, 0.5f, y); }});
-    cases.push_back({"axpy", s, 3 * F * N, true, [=]() mutable { TWIN(dev, axpy, 1e-3f, a, y); }});
-    cases.push_back({"relu", s, 2 * F * N, true, [=]() mutable { TWIN(dev, relu, a, y); }});
-    cases.push_back({"relu_backward", s, 3 * F * N, true, [=]() mutable { TWIN(dev, relu_backward, a, b, y); }});
-    cases.push_back({"uniform", s, F * N, true, [=]() mutable { TWIN(dev, uniform, y, 1, 0, -1.0f, 1.0f); }});
-    cases.push_back({"normal", s, F * N, true, [=]() mutable { TWIN(dev, normal, y, 1, 0, 0.0f, 1.0f); }});
-    cases.push_back({"dropout_forward", s, 2 * F * N, true, [=]() mutable { TWIN(dev, dropout_forward, a, 0.5f, 7, 0, y); }});
-    cases.push_back({"dropout_backward", s, 2 * F * N, true, [=]() mutable { TWIN(dev, dropout_backward, a, 0.5f, 7, 0, y); }});
+    cases.push_back({"fill", s, F * N, true, [=]() mutable { KILN_DISPATCH(dev, fill, y, 1.5f); }});
+    cases.push_back({"add", s, 3 * F * N, true, [=]() mutable { KILN_DISPATCH(dev, add, 1.0f, a, -0.5f, b, y); }});
+    cases.push_back({"mul", s, 3 * F * N, true, [=]() mutable { KILN_DISPATCH(dev, mul, a, b, y); }});
+    cases.push_back({"scale", s, 2 * F * N, true, [=]() mutable { KILN_DISPATCH(dev, scale, a, 0.5f, y); }});
+    cases.push_back({"axpy", s, 3 * F * N, true, [=]() mutable { KILN_DISPATCH(dev, axpy, 1e-3f, a, y); }});
+    cases.push_back({"relu", s, 2 * F * N, true, [=]() mutable { KILN_DISPATCH(dev, relu, a, y); }});
+    cases.push_back({"relu_backward", s, 3 * F * N, true, [=]() mutable { KILN_DISPATCH(dev, relu_backward, a, b, y); }});
+    cases.push_back({"uniform", s, F * N, true, [=]() mutable { KILN_DISPATCH(dev, uniform, y, 1, 0, -1.0f, 1.0f); }});
+    cases.push_back({"normal", s, F * N, true, [=]() mutable { KILN_DISPATCH(dev, normal, y, 1, 0, 0.0f, 1.0f); }});
+    cases.push_back({"dropout_forward", s, 2 * F * N, true, [=]() mutable { KILN_DISPATCH(dev, dropout_forward, a, 0.5f, 7, 0, y); }});
+    cases.push_back({"dropout_backward", s, 2 * F * N, true, [=]() mutable { KILN_DISPATCH(dev, dropout_backward, a, 0.5f, 7, 0, y); }});
     Tensor r = out({1});
-    cases.push_back({"sum_all", s, F * N, true, [=]() mutable { TWIN(dev, sum_all, a, r); }});
+    cases.push_back({"sum_all", s, F * N, true, [=]() mutable { KILN_DISPATCH(dev, sum_all, a, r); }});
     return cases;
   });
   // ---- bias: a linear layer's [rows, 4096] and a convolution's [N, 64, 55, 55] ---------------------
@@ -217,8 +210,8 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     Tensor x = rnd({rows, C}), bias = rnd({C}), y = out({rows, C}), db = out({C});
     const double N = static_cast<double>(rows * C);
     const std::string s = shape_str({rows, C});
-    cases.push_back({"bias_add (linear)", s, 2 * F * N + F * C, true, [=]() mutable { TWIN(dev, bias_add, x, bias, y); }});
-    cases.push_back({"bias_grad (linear)", s, F * N + F * C, true, [=]() mutable { TWIN(dev, bias_grad, x, db); }});
+    cases.push_back({"bias_add (linear)", s, 2 * F * N + F * C, true, [=]() mutable { KILN_DISPATCH(dev, bias_add, x, bias, y); }});
+    cases.push_back({"bias_grad (linear)", s, F * N + F * C, true, [=]() mutable { KILN_DISPATCH(dev, bias_grad, x, db); }});
     return cases;
   });
   groups.push_back([=, &gen]() {
@@ -227,8 +220,8 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     const Shape sh{imgs, C, HW, HW};
     Tensor x = rnd(sh), bias = rnd({C}), y = out(sh), db = out({C});
     const double N = static_cast<double>(imgs * C * HW * HW);
-    cases.push_back({"bias_add (conv)", shape_str(sh), 2 * F * N, true, [=]() mutable { TWIN(dev, bias_add, x, bias, y); }});
-    cases.push_back({"bias_grad (conv)", shape_str(sh), F * N, true, [=]() mutable { TWIN(dev, bias_grad, x, db); }});
+    cases.push_back({"bias_add (conv)", shape_str(sh), 2 * F * N, true, [=]() mutable { KILN_DISPATCH(dev, bias_add, x, bias, y); }});
+    cases.push_back({"bias_grad (conv)", shape_str(sh), F * N, true, [=]() mutable { KILN_DISPATCH(dev, bias_grad, x, db); }});
     return cases;
   });
   // ---- reductions over an axis -------------------------------------------------------------------------
@@ -238,10 +231,10 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     Tensor x = rnd({rows, cols}), y = out({rows});
     const double N = static_cast<double>(rows * cols);
     cases.push_back({"sum_axis (rows)", shape_str({rows, cols}), F * N + F * rows, true,
-                     [=]() mutable { TWIN(dev, sum_axis, x, rows, cols, 1, y); }});
+                     [=]() mutable { KILN_DISPATCH(dev, sum_axis, x, rows, cols, 1, y); }});
     Tensor dx = out({rows, cols});
     cases.push_back({"broadcast_axis (rows)", shape_str({rows, cols}), F * N + F * rows, true,
-                     [=]() mutable { TWIN(dev, broadcast_axis, y, 0.5f, rows, cols, 1, dx); }});
+                     [=]() mutable { KILN_DISPATCH(dev, broadcast_axis, y, 0.5f, rows, cols, 1, dx); }});
     return cases;
   });
   groups.push_back([=, &gen]() {
@@ -250,10 +243,10 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     Tensor x = rnd({outer, mid, inner}), y = out({outer, inner});
     const double N = static_cast<double>(outer * mid * inner);
     cases.push_back({"sum_axis (strided)", shape_str({outer, mid, inner}), F * N + F * outer * inner, true,
-                     [=]() mutable { TWIN(dev, sum_axis, x, outer, mid, inner, y); }});
+                     [=]() mutable { KILN_DISPATCH(dev, sum_axis, x, outer, mid, inner, y); }});
     Tensor dx = out({outer, mid, inner});
     cases.push_back({"broadcast_axis (strided)", shape_str({outer, mid, inner}), F * N + F * outer * inner, true,
-                     [=]() mutable { TWIN(dev, broadcast_axis, y, 0.5f, outer, mid, inner, dx); }});
+                     [=]() mutable { KILN_DISPATCH(dev, broadcast_axis, y, 0.5f, outer, mid, inner, dx); }});
     return cases;
   });
   // ---- classification rows: ImageNet's 1000 classes and MNIST's 10 ---------------------------------------
@@ -266,21 +259,21 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     Tensor losses = out({rows}), lse = out({rows}), dl = out(sh), y = out(sh), dy = rnd(sh);
     Tensor dloss = Tensor::full({1}, 1.0f, dev), idx = out({rows}, DType::Int64);
     Tensor count = Tensor::zeros({1}, DType::Int64, dev);
-    TWIN(dev, softmax_xent, x, lab, losses, lse);
-    TWIN(dev, log_softmax, x, y);
+    KILN_DISPATCH(dev, softmax_xent, x, lab, losses, lse);
+    KILN_DISPATCH(dev, log_softmax, x, y);
     const bool big = C == 1000;
     cases.push_back({big ? "softmax_xent (C=1000)" : "softmax_xent (C=10)", shape_str(sh), F * N + 3 * F * R, true,
-                     [=]() mutable { TWIN(dev, softmax_xent, x, lab, losses, lse); }});
+                     [=]() mutable { KILN_DISPATCH(dev, softmax_xent, x, lab, losses, lse); }});
     cases.push_back({big ? "softmax_xent_backward (C=1000)" : "softmax_xent_backward (C=10)", shape_str(sh),
                      2 * F * N + 2 * F * R, true,
-                     [=]() mutable { TWIN(dev, softmax_xent_backward, x, lab, lse, dloss, 1.0f / R, dl); }});
+                     [=]() mutable { KILN_DISPATCH(dev, softmax_xent_backward, x, lab, lse, dloss, 1.0f / R, dl); }});
     if (!big) return cases;
-    cases.push_back({"log_softmax (C=1000)", shape_str(sh), 2 * F * N, true, [=]() mutable { TWIN(dev, log_softmax, x, y); }});
+    cases.push_back({"log_softmax (C=1000)", shape_str(sh), 2 * F * N, true, [=]() mutable { KILN_DISPATCH(dev, log_softmax, x, y); }});
     cases.push_back({"log_softmax_backward (C=1000)", shape_str(sh), 3 * F * N, true,
-                     [=]() mutable { TWIN(dev, log_softmax_backward, y, dy, dl); }});
-    cases.push_back({"argmax (C=1000)", shape_str(sh), F * N + 8 * R, true, [=]() mutable { TWIN(dev, argmax, x, idx); }});
+                     [=]() mutable { KILN_DISPATCH(dev, log_softmax_backward, y, dy, dl); }});
+    cases.push_back({"argmax (C=1000)", shape_str(sh), F * N + 8 * R, true, [=]() mutable { KILN_DISPATCH(dev, argmax, x, idx); }});
     cases.push_back({"count_correct (C=1000)", shape_str(sh), F * N + F * R, true,
-                     [=]() mutable { TWIN(dev, count_correct, x, lab, count); }});
+                     [=]() mutable { KILN_DISPATCH(dev, count_correct, x, lab, count); }});
     return cases;
   });
   // ---- data and optimizers -------------------------------------------------------------------------------
@@ -292,7 +285,7 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     const double N = static_cast<double>(imgs * C * HW * HW);
     cases.push_back({"normalize_u8", shape_str(sh), N + F * N, true, [=]() mutable {
                        const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
-                       TWIN(dev, normalize_u8, x, mean, std, y);
+                       KILN_DISPATCH(dev, normalize_u8, x, mean, std, y);
                      }});
     return cases;
   });
@@ -301,11 +294,11 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     Tensor p = rnd({n}), g = rnd({n}), buf = rnd({n}), v = rnd({n}, 0.0f, 1.0f);
     const double N = static_cast<double>(n);
     cases.push_back({"sgd_update (momentum)", shape_str({n}), 5 * F * N, true,
-                     [=]() mutable { TWIN(dev, sgd_update, p, g, buf, 1e-6f, 0.9f, 0.0f, false); }});
+                     [=]() mutable { KILN_DISPATCH(dev, sgd_update, p, g, buf, 1e-6f, 0.9f, 0.0f, false); }});
     cases.push_back({"sgd_update (plain)", shape_str({n}), 3 * F * N, true,
-                     [=]() mutable { TWIN(dev, sgd_update, p, g, buf, 1e-6f, 0.0f, 0.0f, false); }});
+                     [=]() mutable { KILN_DISPATCH(dev, sgd_update, p, g, buf, 1e-6f, 0.0f, 0.0f, false); }});
     cases.push_back({"adam_update", shape_str({n}), 7 * F * N, true,
-                     [=]() mutable { TWIN(dev, adam_update, p, g, buf, v, 1e-6f, 0.9f, 0.999f, 1e-8f, 0.01f, true, 0.5f, 0.5f); }});
+                     [=]() mutable { KILN_DISPATCH(dev, adam_update, p, g, buf, v, 1e-6f, 0.9f, 0.999f, 1e-8f, 0.01f, true, 0.5f, 0.5f); }});
     return cases;
   });
   // ---- pooling, normalisation, resize (window kernels: reported, not held to the target) -------------------
@@ -320,17 +313,17 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     const Shape osh{imgs, C, P, P};
     Tensor x = rnd(sh), y = out(osh), am = out(osh, DType::Int32), dy = rnd(osh), dx = out(sh);
     const double IN = static_cast<double>(imgs * C * H * H), ON = static_cast<double>(imgs * C * P * P);
-    TWIN(dev, max_pool2d_forward, x, pp, y, am);
+    KILN_DISPATCH(dev, max_pool2d_forward, x, pp, y, am);
     cases.push_back({"max_pool2d_forward 3x3/2", shape_str(sh), F * IN + 2 * F * ON, false,
-                     [=]() mutable { TWIN(dev, max_pool2d_forward, x, pp, y, am); }});
+                     [=]() mutable { KILN_DISPATCH(dev, max_pool2d_forward, x, pp, y, am); }});
     cases.push_back({"max_pool2d_backward 3x3/2", shape_str(sh), 2 * F * ON + F * IN, false,
-                     [=]() mutable { TWIN(dev, max_pool2d_backward, dy, am, pp, dx); }});
+                     [=]() mutable { KILN_DISPATCH(dev, max_pool2d_backward, dy, am, pp, dx); }});
     Tensor ly = out(sh), ls = out(sh), ldx = out(sh), ldy = rnd(sh);
-    TWIN(dev, lrn_forward, x, 5, 1e-4f, 0.75f, 2.0f, ly, ls);
+    KILN_DISPATCH(dev, lrn_forward, x, 5, 1e-4f, 0.75f, 2.0f, ly, ls);
     cases.push_back({"lrn_forward (size 5)", shape_str(sh), 3 * F * IN, false,
-                     [=]() mutable { TWIN(dev, lrn_forward, x, 5, 1e-4f, 0.75f, 2.0f, ly, ls); }});
+                     [=]() mutable { KILN_DISPATCH(dev, lrn_forward, x, 5, 1e-4f, 0.75f, 2.0f, ly, ls); }});
     cases.push_back({"lrn_backward (size 5)", shape_str(sh), 5 * F * IN, false,
-                     [=]() mutable { TWIN(dev, lrn_backward, x, ly, ls, ldy, 5, 1e-4f, 0.75f, 2.0f, ldx); }});
+                     [=]() mutable { KILN_DISPATCH(dev, lrn_backward, x, ly, ls, ldy, 5, 1e-4f, 0.75f, 2.0f, ldx); }});
     return cases;
   });
   groups.push_back([=, &gen]() {
@@ -340,9 +333,9 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     Tensor x = rnd(sh), y = out(osh), dy = rnd(osh), dx = out(sh);
     const double IN = static_cast<double>(imgs * C * H * H), ON = static_cast<double>(imgs * C * 36);
     cases.push_back({"adaptive_avg_pool2d_forward 13->6", shape_str(sh), F * (IN + ON), false,
-                     [=]() mutable { TWIN(dev, adaptive_avg_pool2d_forward, x, y); }});
+                     [=]() mutable { KILN_DISPATCH(dev, adaptive_avg_pool2d_forward, x, y); }});
     cases.push_back({"adaptive_avg_pool2d_backward 6->13", shape_str(sh), F * (IN + ON), false,
-                     [=]() mutable { TWIN(dev, adaptive_avg_pool2d_backward, dy, dx); }});
+                     [=]() mutable { KILN_DISPATCH(dev, adaptive_avg_pool2d_backward, dy, dx); }});
     return cases;
   });
   groups.push_back([=, &gen]() {
@@ -351,7 +344,7 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     const Shape sh{imgs, 1, 28, 28}, osh{imgs, 1, 224, 224};
     Tensor x = rnd(sh), y = out(osh);
     cases.push_back({"resize_bilinear 28->224", shape_str(osh), F * static_cast<double>(imgs) * (28 * 28 + 224 * 224),
-                     false, [=]() mutable { TWIN(dev, resize_bilinear, x, y); }});
+                     false, [=]() mutable { KILN_DISPATCH(dev, resize_bilinear, x, y); }});
     return cases;
   });
   return groups;
