@@ -252,7 +252,7 @@ __global__ void dropout_kernel(const float* x, float* y, int64_t n, float p, flo
   const uint64_t un = static_cast<uint64_t>(n);
   const uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, un);
   for (int64_t j = global_tid(); j < static_cast<int64_t>(nb); j += grid_stride())
-    kiln::philox::for_uniforms_in_block(seed, offset, un, b0 + static_cast<uint64_t>(j),
+    kiln::philox::for_elements_in_block(kiln::philox::Uniforms{seed}, offset, un, b0 + static_cast<uint64_t>(j),
                                         [&](uint64_t i, float u) { y[i] = u >= p ? mul_rn(x[i], s) : 0.0f; });
 }
 

@@ -27,7 +27,7 @@ __device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(g
 __global__ void uniform_kernel(float* y, uint64_t n, uint64_t seed, uint64_t offset, float lo, float span) {
   const uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, n);
   for (int64_t j = global_tid(); j < static_cast<int64_t>(nb); j += grid_stride())
-    kiln::philox::for_uniforms_in_block(seed, offset, n, b0 + static_cast<uint64_t>(j),
+    kiln::philox::for_elements_in_block(kiln::philox::Uniforms{seed}, offset, n, b0 + static_cast<uint64_t>(j),
                                         [&](uint64_t i, float u) { y[i] = __fadd_rn(lo, __fmul_rn(span, u)); });
 }
 
@@ -35,8 +35,8 @@ __global__ void uniform_kernel(float* y, uint64_t n, uint64_t seed, uint64_t off
 __global__ void normal_kernel(float* y, uint64_t n, uint64_t seed, uint64_t offset, float mean, float stddev) {
   const uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, n);
   for (int64_t j = global_tid(); j < static_cast<int64_t>(nb); j += grid_stride())
-    kiln::philox::for_normals_in_block(seed, offset, n, b0 + static_cast<uint64_t>(j),
-                                       [&](uint64_t i, float z) { y[i] = __fadd_rn(mean, __fmul_rn(stddev, z)); });
+    kiln::philox::for_elements_in_block(kiln::philox::Normals{seed}, offset, n, b0 + static_cast<uint64_t>(j),
+                                        [&](uint64_t i, float z) { y[i] = __fadd_rn(mean, __fmul_rn(stddev, z)); });
 }
 
 }  // namespace

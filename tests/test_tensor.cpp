@@ -247,8 +247,10 @@ TEST(RandomBasics, BlockwiseDrawsMatchTheElementContract) {
       std::vector<float> u(n, -1.0f), z(n, -1.0f);
       const std::uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, n);
       for (std::uint64_t j = 0; j < nb; ++j) {
-        kiln::philox::for_uniforms_in_block(99, offset, n, b0 + j, [&](std::uint64_t i, float v) { u[i] = v; });
-        kiln::philox::for_normals_in_block(99, offset, n, b0 + j, [&](std::uint64_t i, float v) { z[i] = v; });
+        kiln::philox::for_elements_in_block(kiln::philox::Uniforms{99}, offset, n, b0 + j,
+                                            [&](std::uint64_t i, float v) { u[i] = v; });
+        kiln::philox::for_elements_in_block(kiln::philox::Normals{99}, offset, n, b0 + j,
+                                            [&](std::uint64_t i, float v) { z[i] = v; });
       }
       for (std::uint64_t i = 0; i < n; ++i) {
         ASSERT_EQ(bits(u[i]), bits(kiln::philox::uniform(99, offset + i))) << "offset " << offset << " n " << n;

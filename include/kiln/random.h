@@ -69,65 +69,61 @@ KILN_HD float normal(std::uint64_t seed, std::uint64_t index) {
   return box_muller(word(philox4x32(index >> 2, seed), k), word(philox4x32(index >> 2, seed ^ kNormalKey), k));
 }
 
+// The two streams, a Philox block (four consecutive elements) at a time.
+struct Uniforms {
+  std::uint64_t seed;
+  KILN_HD float one(std::uint64_t index) const { return uniform(seed, index); }
+  KILN_HD void block(std::uint64_t b, float v[4]) const {  // one Philox call
+    const U4 r = philox4x32(b, seed);
+    v[0] = to_unit(r.x), v[1] = to_unit(r.y), v[2] = to_unit(r.z), v[3] = to_unit(r.w);
+  }
+};
+struct Normals {
+  std::uint64_t seed;
+  KILN_HD float one(std::uint64_t index) const { return normal(seed, index); }
+  KILN_HD void block(std::uint64_t b, float v[4]) const {  // two Philox calls
+    const U4 r = philox4x32(b, seed), q = philox4x32(b, seed ^ kNormalKey);
+    v[0] = box_muller(r.x, q.x), v[1] = box_muller(r.y, q.y), v[2] = box_muller(r.z, q.z), v[3] = box_muller(r.w, q.w);
+  }
+};
+
 // A draw of n elements at `offset` covers Philox blocks [first_block, first_block + block_count).
 KILN_HD std::uint64_t first_block(std::uint64_t offset) { return offset >> 2; }
 KILN_HD std::uint64_t block_count(std::uint64_t offset, std::uint64_t n) {
   return n == 0 ? 0 : ((offset + n - 1) >> 2) - (offset >> 2) + 1;
 }
-// Calls f(i, u) for each element i in [0, n) of the draw at `offset` that lies in `block`, with its
-// uniform u (equal to uniform(seed, offset + i)): one Philox call for up to four elements.
-template <class F>
-KILN_HD void for_uniforms_in_block(std::uint64_t seed, std::uint64_t offset, std::uint64_t n, std::uint64_t block,
+
+// Calls f(i, v) for each element i in [0, n) of the draw at `offset` that lies in `block`, where v is
+// stream.one(offset + i): one block of the stream for up to four elements (a CUDA thread's work).
+template <class Stream, class F>
+KILN_HD void for_elements_in_block(const Stream& stream, std::uint64_t offset, std::uint64_t n, std::uint64_t block,
                                    F&& f) {
-  const U4 r = philox4x32(block, seed);
+  float v[4];
+  stream.block(block, v);
   for (unsigned k = 0; k < 4; ++k) {
     const std::uint64_t g = block * 4 + k;
-    if (g >= offset && g - offset < n) f(g - offset, to_unit(word(r, k)));
-  }
-}
-// The same for normal(seed, offset + i): two Philox calls for up to four elements.
-template <class F>
-KILN_HD void for_normals_in_block(std::uint64_t seed, std::uint64_t offset, std::uint64_t n, std::uint64_t block,
-                                  F&& f) {
-  const U4 a = philox4x32(block, seed), b = philox4x32(block, seed ^ kNormalKey);
-  for (unsigned k = 0; k < 4; ++k) {
-    const std::uint64_t g = block * 4 + k;
-    if (g >= offset && g - offset < n) f(g - offset, box_muller(word(a, k), word(b, k)));
+    if (g >= offset && g - offset < n) f(g - offset, v[k]);
   }
 }
 
-// Host loops over elements [begin, end) of the draw at `offset`: f(i, value) with value equal to
-// uniform/normal(seed, offset + i). Whole blocks in the middle take one Philox call per four elements
-// in a plain loop the compiler vectorises; the partial blocks at either end go element by element.
-template <class F>
-inline void for_uniforms(std::uint64_t seed, std::uint64_t offset, std::uint64_t begin, std::uint64_t end, F&& f) {
+// Host loops over elements [begin, end) of the draw at `offset`: f(i, stream.one(offset + i)). Whole
+// blocks in the middle take one block of the stream per four elements in a plain loop the compiler
+// vectorises; the partial blocks at either end go element by element.
+template <class Stream, class F>
+inline void for_elements(const Stream& stream, std::uint64_t offset, std::uint64_t begin, std::uint64_t end, F&& f) {
   std::uint64_t i = begin;
-  for (; i < end && ((offset + i) & 3) != 0; ++i) f(i, uniform(seed, offset + i));
+  for (; i < end && ((offset + i) & 3) != 0; ++i) f(i, stream.one(offset + i));
   const std::uint64_t full = (end - i) / 4, b0 = (offset + i) >> 2, i0 = i;
   for (std::uint64_t j = 0; j < full; ++j) {
-    const U4 r = philox4x32(b0 + j, seed);
+    float v[4];
+    stream.block(b0 + j, v);
     const std::uint64_t e = i0 + 4 * j;
-    f(e, to_unit(r.x));
-    f(e + 1, to_unit(r.y));
-    f(e + 2, to_unit(r.z));
-    f(e + 3, to_unit(r.w));
+    f(e, v[0]);
+    f(e + 1, v[1]);
+    f(e + 2, v[2]);
+    f(e + 3, v[3]);
   }
-  for (i = i0 + 4 * full; i < end; ++i) f(i, uniform(seed, offset + i));
-}
-template <class F>
-inline void for_normals(std::uint64_t seed, std::uint64_t offset, std::uint64_t begin, std::uint64_t end, F&& f) {
-  std::uint64_t i = begin;
-  for (; i < end && ((offset + i) & 3) != 0; ++i) f(i, normal(seed, offset + i));
-  const std::uint64_t full = (end - i) / 4, b0 = (offset + i) >> 2, i0 = i;
-  for (std::uint64_t j = 0; j < full; ++j) {
-    const U4 a = philox4x32(b0 + j, seed), b = philox4x32(b0 + j, seed ^ kNormalKey);
-    const std::uint64_t e = i0 + 4 * j;
-    f(e, box_muller(a.x, b.x));
-    f(e + 1, box_muller(a.y, b.y));
-    f(e + 2, box_muller(a.z, b.z));
-    f(e + 3, box_muller(a.w, b.w));
-  }
-  for (i = i0 + 4 * full; i < end; ++i) f(i, normal(seed, offset + i));
+  for (i = i0 + 4 * full; i < end; ++i) f(i, stream.one(offset + i));
 }
 
 }  // namespace philox

@@ -211,8 +211,8 @@ void dropout_forward(const Tensor& x, float p, std::uint64_t seed, std::uint64_t
   float* py = y.data<float>();
   const float s = dropout_scale(p);
   for_range(x.numel(), [=](i64 b, i64 e) {  // one Philox block (four elements) at a time
-    philox::for_uniforms(seed, offset, static_cast<std::uint64_t>(b), static_cast<std::uint64_t>(e),
-                         [=](std::uint64_t i, float u) {
+    philox::for_elements(philox::Uniforms{seed}, offset, static_cast<std::uint64_t>(b),
+                         static_cast<std::uint64_t>(e), [=](std::uint64_t i, float u) {
                            const float v = px[i];  // loaded unconditionally: a select, not a branch
                            py[i] = u >= p ? v * s : 0.0f;
                          });

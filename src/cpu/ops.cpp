@@ -60,22 +60,22 @@ void fill(Tensor& y, float value) {
   }
 }
 
-// Element i is uniform(seed, offset + i) / normal(...); philox::for_uniforms/for_normals draw a
-// Philox block (four elements) at a time. Threads take contiguous ranges (see for_range).
+// Element i is uniform(seed, offset + i) / normal(...); philox::for_elements draws a Philox block
+// (four elements) at a time. Threads take contiguous ranges (see for_range).
 void uniform(Tensor& y, std::uint64_t seed, std::uint64_t offset, float lo, float hi) {
   float* p = y.data<float>();
   const float span = hi - lo;
   for_range(y.numel(), [=](i64 b, i64 e) {
-    philox::for_uniforms(seed, offset, static_cast<std::uint64_t>(b), static_cast<std::uint64_t>(e),
-                         [=](std::uint64_t i, float u) { p[i] = lo + span * u; });
+    philox::for_elements(philox::Uniforms{seed}, offset, static_cast<std::uint64_t>(b),
+                         static_cast<std::uint64_t>(e), [=](std::uint64_t i, float u) { p[i] = lo + span * u; });
   });
 }
 
 void normal(Tensor& y, std::uint64_t seed, std::uint64_t offset, float mean, float std) {
   float* p = y.data<float>();
   for_range(y.numel(), [=](i64 b, i64 e) {
-    philox::for_normals(seed, offset, static_cast<std::uint64_t>(b), static_cast<std::uint64_t>(e),
-                        [=](std::uint64_t i, float z) { p[i] = mean + std * z; });
+    philox::for_elements(philox::Normals{seed}, offset, static_cast<std::uint64_t>(b),
+                         static_cast<std::uint64_t>(e), [=](std::uint64_t i, float z) { p[i] = mean + std * z; });
   });
 }
 
