@@ -21,10 +21,13 @@
 #include <limits>
 
 #include "backend/backend.h"
+#include "cuda/launch.h"
 #include "cuda/runtime.h"
 #include "kiln/random.h"
 
 namespace {
+
+using kiln::cuda::launch;
 
 using kiln::Pool2dParams;
 using kiln::Tensor;
@@ -311,9 +314,8 @@ void max_pool2d_forward(const Tensor& x, const Pool2dParams& p, Tensor& y, Tenso
   const int64_t n = y.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(y.device().index);
-  max_pool2d_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), y.data<float>(),
+  launch(max_pool2d_forward_kernel, grid_for(n, kThreads), kThreads, 0, stream, x.data<float>(), y.data<float>(),
                                                                              argmax.data<std::int32_t>(), n, g);
-  KILN_CUDA_LAUNCH_CHECK("max_pool2d_forward_kernel");
 }
 
 void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Pool2dParams& p, Tensor& dx) {
@@ -327,9 +329,7 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Pool2dPar
   }
   const PoolBackGeom g{dx.size(2), dx.size(3), dy.size(2), dy.size(3), p.kernel_h, p.kernel_w,
                        p.stride_h,  p.stride_w, p.pad_h,     p.pad_w};
-  max_pool2d_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
-      dy.data<float>(), argmax.data<std::int32_t>(), dx.data<float>(), n, g);
-  KILN_CUDA_LAUNCH_CHECK("max_pool2d_backward_kernel");
+  launch(max_pool2d_backward_kernel, grid_for(n, kThreads), kThreads, 0, stream, dy.data<float>(), argmax.data<std::int32_t>(), dx.data<float>(), n, g);
 }
 
 void adaptive_avg_pool2d_forward(const Tensor& x, Tensor& y) {
@@ -337,8 +337,7 @@ void adaptive_avg_pool2d_forward(const Tensor& x, Tensor& y) {
   const int64_t n = y.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(y.device().index);
-  adaptive_avg_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), y.data<float>(), n, g);
-  KILN_CUDA_LAUNCH_CHECK("adaptive_avg_forward_kernel");
+  launch(adaptive_avg_forward_kernel, grid_for(n, kThreads), kThreads, 0, stream, x.data<float>(), y.data<float>(), n, g);
 }
 
 void adaptive_avg_pool2d_backward(const Tensor& dy, Tensor& dx) {
@@ -346,9 +345,8 @@ void adaptive_avg_pool2d_backward(const Tensor& dy, Tensor& dx) {
   const int64_t n = dx.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(dx.device().index);
-  adaptive_avg_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(dy.data<float>(), dx.data<float>(),
+  launch(adaptive_avg_backward_kernel, grid_for(n, kThreads), kThreads, 0, stream, dy.data<float>(), dx.data<float>(),
                                                                                 n, g);
-  KILN_CUDA_LAUNCH_CHECK("adaptive_avg_backward_kernel");
 }
 
 void lrn_forward(const Tensor& x, std::int64_t size, float alpha, float beta, float k, Tensor& y, Tensor& scale) {
@@ -356,9 +354,8 @@ void lrn_forward(const Tensor& x, std::int64_t size, float alpha, float beta, fl
   const int64_t n = x.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(y.device().index);
-  lrn_forward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), y.data<float>(),
+  launch(lrn_forward_kernel, grid_for(n, kThreads), kThreads, 0, stream, x.data<float>(), y.data<float>(),
                                                                       scale.data<float>(), n, g);
-  KILN_CUDA_LAUNCH_CHECK("lrn_forward_kernel");
 }
 
 void lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy, std::int64_t size,
@@ -368,27 +365,21 @@ void lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const T
   const int64_t n = x.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(dx.device().index);
-  lrn_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
-      x.data<float>(), y.data<float>(), scale.data<float>(), dy.data<float>(), dx.data<float>(), n, g);
-  KILN_CUDA_LAUNCH_CHECK("lrn_backward_kernel");
+  launch(lrn_backward_kernel, grid_for(n, kThreads), kThreads, 0, stream, x.data<float>(), y.data<float>(), scale.data<float>(), dy.data<float>(), dx.data<float>(), n, g);
 }
 
 void dropout_forward(const Tensor& x, float p, std::uint64_t seed, std::uint64_t offset, Tensor& y) {
   const int64_t n = x.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(y.device().index);
-  dropout_kernel<<<grid_for(dropout_blocks(n, offset), kThreads), kThreads, 0, stream>>>(
-      x.data<float>(), y.data<float>(), n, p, dropout_scale(p), seed, offset);
-  KILN_CUDA_LAUNCH_CHECK("dropout_kernel");
+  launch(dropout_kernel, grid_for(dropout_blocks(n, offset), kThreads), kThreads, 0, stream, x.data<float>(), y.data<float>(), n, p, dropout_scale(p), seed, offset);
 }
 
 void dropout_backward(const Tensor& dy, float p, std::uint64_t seed, std::uint64_t offset, Tensor& dx) {
   const int64_t n = dy.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(dx.device().index);
-  dropout_kernel<<<grid_for(dropout_blocks(n, offset), kThreads), kThreads, 0, stream>>>(
-      dy.data<float>(), dx.data<float>(), n, p, dropout_scale(p), seed, offset);
-  KILN_CUDA_LAUNCH_CHECK("dropout_kernel (backward)");
+  launch(dropout_kernel, grid_for(dropout_blocks(n, offset), kThreads), kThreads, 0, stream, dy.data<float>(), dx.data<float>(), n, p, dropout_scale(p), seed, offset);
 }
 
 void resize_bilinear(const Tensor& x, Tensor& y) {
@@ -398,8 +389,7 @@ void resize_bilinear(const Tensor& x, Tensor& y) {
   const int64_t n = y.numel();
   if (n == 0) return;
   cudaStream_t stream = current_stream(y.device().index);
-  resize_bilinear_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(x.data<float>(), y.data<float>(), n, g);
-  KILN_CUDA_LAUNCH_CHECK("resize_bilinear_kernel");
+  launch(resize_bilinear_kernel, grid_for(n, kThreads), kThreads, 0, stream, x.data<float>(), y.data<float>(), n, g);
 }
 
 }  // namespace kiln::cuda

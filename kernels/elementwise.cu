@@ -7,10 +7,13 @@
 #include <type_traits>
 
 #include "backend/backend.h"
+#include "cuda/launch.h"
 #include "cuda/runtime.h"
 #include "common.cuh"
 
 namespace {
+
+using kiln::cuda::launch;
 
 using kiln::DType;
 using kiln::Tensor;
@@ -36,8 +39,7 @@ void launch_fill(Tensor& y, T value) {
   const int64_t n = y.numel();
   if (n == 0) return;
   cudaStream_t stream = kiln::cuda::current_stream(y.device().index);
-  fill_kernel<T><<<kiln::cuda::grid_for(n, kThreads), kThreads, 0, stream>>>(y.data<T>(), n, value);
-  KILN_CUDA_LAUNCH_CHECK("fill_kernel");
+  launch(fill_kernel<T>, kiln::cuda::grid_for(n, kThreads), kThreads, 0, stream, y.data<T>(), n, value);
 }
 
 // ---- generic float maps --------------------------------------------------------------------------
@@ -83,9 +85,9 @@ __global__ void map2_vec4_kernel(const float* a, const float* b, float* y, int64
 template <class F>
 void launch_map1(const float* x, float* y, int64_t n, F f, cudaStream_t stream) {
   if (aligned16(x) && aligned16(y)) {
-    map1_vec4_kernel<F><<<kiln::cuda::grid_for((n + 3) / 4, kThreads), kThreads, 0, stream>>>(x, y, n, f);
+    launch(map1_vec4_kernel<F>, kiln::cuda::grid_for((n + 3) / 4, kThreads), kThreads, 0, stream, x, y, n, f);
   } else {
-    map1_kernel<F><<<kiln::cuda::grid_for(n, kThreads), kThreads, 0, stream>>>(x, y, n, f);
+    launch(map1_kernel<F>, kiln::cuda::grid_for(n, kThreads), kThreads, 0, stream, x, y, n, f);
   }
 }
 
@@ -93,9 +95,9 @@ void launch_map1(const float* x, float* y, int64_t n, F f, cudaStream_t stream) 
 template <class F>
 void launch_map2(const float* a, const float* b, float* y, int64_t n, F f, cudaStream_t stream) {
   if (aligned16(a) && aligned16(b) && aligned16(y)) {
-    map2_vec4_kernel<F><<<kiln::cuda::grid_for((n + 3) / 4, kThreads), kThreads, 0, stream>>>(a, b, y, n, f);
+    launch(map2_vec4_kernel<F>, kiln::cuda::grid_for((n + 3) / 4, kThreads), kThreads, 0, stream, a, b, y, n, f);
   } else {
-    map2_kernel<F><<<kiln::cuda::grid_for(n, kThreads), kThreads, 0, stream>>>(a, b, y, n, f);
+    launch(map2_kernel<F>, kiln::cuda::grid_for(n, kThreads), kThreads, 0, stream, a, b, y, n, f);
   }
 }
 
@@ -274,7 +276,6 @@ void add(float alpha, const Tensor& a, float beta, const Tensor& b, Tensor& y) {
   if (n == 0) return;
   launch_map2(a.data<float>(), b.data<float>(), y.data<float>(), n, AddOp{alpha, beta},
               current_stream(y.device().index));
-  KILN_CUDA_LAUNCH_CHECK("add");
 }
 
 void mul(const Tensor& a, const Tensor& b, Tensor& y) {
@@ -282,7 +283,6 @@ void mul(const Tensor& a, const Tensor& b, Tensor& y) {
   KILN_CHECK(a.numel() == n && b.numel() == n, "mul: size mismatch");
   if (n == 0) return;
   launch_map2(a.data<float>(), b.data<float>(), y.data<float>(), n, MulOp{}, current_stream(y.device().index));
-  KILN_CUDA_LAUNCH_CHECK("mul");
 }
 
 void scale(const Tensor& x, float s, Tensor& y) {
@@ -290,7 +290,6 @@ void scale(const Tensor& x, float s, Tensor& y) {
   KILN_CHECK(x.numel() == n, "scale: size mismatch");
   if (n == 0) return;
   launch_map1(x.data<float>(), y.data<float>(), n, ScaleOp{s}, current_stream(y.device().index));
-  KILN_CUDA_LAUNCH_CHECK("scale");
 }
 
 void axpy(float alpha, const Tensor& x, Tensor& y) {
@@ -299,7 +298,6 @@ void axpy(float alpha, const Tensor& x, Tensor& y) {
   if (n == 0) return;
   float* yp = y.data<float>();
   launch_map2(x.data<float>(), yp, yp, n, AxpyOp{alpha}, current_stream(y.device().index));
-  KILN_CUDA_LAUNCH_CHECK("axpy");
 }
 
 void relu(const Tensor& x, Tensor& y) {
@@ -307,7 +305,6 @@ void relu(const Tensor& x, Tensor& y) {
   KILN_CHECK(x.numel() == n, "relu: size mismatch");
   if (n == 0) return;
   launch_map1(x.data<float>(), y.data<float>(), n, ReluOp{}, current_stream(y.device().index));
-  KILN_CUDA_LAUNCH_CHECK("relu");
 }
 
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
@@ -316,7 +313,6 @@ void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   if (n == 0) return;
   launch_map2(y.data<float>(), dy.data<float>(), dx.data<float>(), n, ReluBackwardOp{},
               current_stream(dx.device().index));
-  KILN_CUDA_LAUNCH_CHECK("relu_backward");
 }
 
 void bias_add(const Tensor& x, const Tensor& bias, Tensor& y) {
@@ -331,29 +327,23 @@ void bias_add(const Tensor& x, const Tensor& bias, Tensor& y) {
   float* yp = y.data<float>();
   if (inner == 1 && C % 4 == 0 && C / 4 < kBiasRowThreads && aligned16(xp) && aligned16(bp) && aligned16(yp)) {
     const int64_t C4 = C / 4, n4 = n / 4;
-    bias_add_rows_flat_vec4_kernel<<<grid_for(n4, kThreads), kThreads, 0, stream>>>(
-        reinterpret_cast<const float4*>(xp), reinterpret_cast<const float4*>(bp), reinterpret_cast<float4*>(yp), n4,
+    launch(bias_add_rows_flat_vec4_kernel, grid_for(n4, kThreads), kThreads, 0, stream, reinterpret_cast<const float4*>(xp), reinterpret_cast<const float4*>(bp), reinterpret_cast<float4*>(yp), n4,
         C4);
-    KILN_CUDA_LAUNCH_CHECK("bias_add_rows_flat_vec4_kernel");
   } else if (inner == 1 && C % 4 == 0 && aligned16(xp) && aligned16(bp) && aligned16(yp)) {
     const int64_t C4 = C / 4;
     const dim3 grid(static_cast<unsigned>((C4 + kBiasRowThreads - 1) / kBiasRowThreads),
                     static_cast<unsigned>(std::min<int64_t>(outer, kMaxGridY)));
-    bias_add_rows_vec4_kernel<<<grid, kBiasRowThreads, 0, stream>>>(
-        reinterpret_cast<const float4*>(xp), reinterpret_cast<const float4*>(bp), reinterpret_cast<float4*>(yp),
+    launch(bias_add_rows_vec4_kernel, grid, kBiasRowThreads, 0, stream, reinterpret_cast<const float4*>(xp), reinterpret_cast<const float4*>(bp), reinterpret_cast<float4*>(yp),
         outer, C4);
-    KILN_CUDA_LAUNCH_CHECK("bias_add_rows_vec4_kernel");
   } else if (inner >= kPlaneMin) {
     // Blocks no wider than the plane (rounded up to a warp): 169 = 13 x 13 gets 192 threads.
     const int threads = static_cast<int>(std::min<int64_t>(kThreads, (inner + 31) / 32 * 32));
     const int64_t planes = outer * C;
     const dim3 grid(static_cast<unsigned>((inner + threads - 1) / threads),
                     static_cast<unsigned>(std::min<int64_t>(planes, kMaxGridY)));
-    bias_add_planes_kernel<<<grid, threads, 0, stream>>>(xp, bp, yp, planes, C, inner);
-    KILN_CUDA_LAUNCH_CHECK("bias_add_planes_kernel");
+    launch(bias_add_planes_kernel, grid, threads, 0, stream, xp, bp, yp, planes, C, inner);
   } else {
-    bias_add_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(xp, bp, yp, n, C, inner);
-    KILN_CUDA_LAUNCH_CHECK("bias_add_kernel");
+    launch(bias_add_kernel, grid_for(n, kThreads), kThreads, 0, stream, xp, bp, yp, n, C, inner);
   }
 }
 
@@ -374,11 +364,9 @@ void bias_grad(const Tensor& dy, Tensor& dbias) {
   auto pass1 = [&](auto* out) {
     using Out = std::remove_pointer_t<decltype(out)>;
     if (cols) {
-      bias_grad_cols_kernel<Out><<<grid, dim3(32, kColRows), 0, stream>>>(dyp, out, outer, C, S);
-      KILN_CUDA_LAUNCH_CHECK("bias_grad_cols_kernel");
+      launch(bias_grad_cols_kernel<Out>, grid, dim3(32, kColRows), 0, stream, dyp, out, outer, C, S);
     } else {
-      bias_grad_planes_kernel<Out><<<grid, kThreads, 0, stream>>>(dyp, out, outer, C, inner, S);
-      KILN_CUDA_LAUNCH_CHECK("bias_grad_planes_kernel");
+      launch(bias_grad_planes_kernel<Out>, grid, kThreads, 0, stream, dyp, out, outer, C, inner, S);
     }
   };
   if (S == 1) {
@@ -390,8 +378,7 @@ void bias_grad(const Tensor& dy, Tensor& dbias) {
   Tensor partials = Tensor::empty({S * C}, DType::Int64, dbias.device());
   double* pp = reinterpret_cast<double*>(partials.data<std::int64_t>());
   pass1(pp);
-  bias_grad_slices_kernel<<<grid_for(C, kThreads), kThreads, 0, stream>>>(pp, db, S, C);
-  KILN_CUDA_LAUNCH_CHECK("bias_grad_slices_kernel");
+  launch(bias_grad_slices_kernel, grid_for(C, kThreads), kThreads, 0, stream, pp, db, S, C);
 }
 
 }  // namespace kiln::cuda

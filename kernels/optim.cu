@@ -3,12 +3,15 @@
 #include <cstdint>
 
 #include "backend/backend.h"
+#include "cuda/launch.h"
 #include "cuda/runtime.h"
 #include "common.cuh"
 
 namespace kiln::cuda {
 
 namespace {
+
+using kiln::cuda::launch;
 
 using kiln::cuda::dev::aligned16;
 
@@ -155,12 +158,9 @@ void normalize_u8(const Tensor& x, const float* mean, const float* std, Tensor& 
   float* yp = y.data<float>();
   cudaStream_t stream = current_stream(x.device().index);
   if (inner % 4 == 0 && reinterpret_cast<std::uintptr_t>(xp) % 4 == 0 && aligned16(yp)) {
-    normalize_u8_vec4_kernel<<<grid_for(n / 4), 256, 0, stream>>>(
-        reinterpret_cast<const uchar4*>(xp), reinterpret_cast<float4*>(yp), n / 4, C, inner / 4, f);
-    KILN_CUDA_LAUNCH_CHECK("normalize_u8_vec4_kernel");
+    launch(normalize_u8_vec4_kernel, grid_for(n / 4), 256, 0, stream, reinterpret_cast<const uchar4*>(xp), reinterpret_cast<float4*>(yp), n / 4, C, inner / 4, f);
   } else {
-    normalize_u8_kernel<<<grid_for(n), 256, 0, stream>>>(xp, yp, n, C, inner, f);
-    KILN_CUDA_LAUNCH_CHECK("normalize_u8_kernel");
+    launch(normalize_u8_kernel, grid_for(n), 256, 0, stream, xp, yp, n, C, inner, f);
   }
 }
 
@@ -174,12 +174,9 @@ void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float l
   float* buf = f.has_buf ? momentum_buf.data<float>() : nullptr;
   cudaStream_t stream = current_stream(param.device().index);
   if (aligned16(p) && aligned16(g) && (!buf || aligned16(buf))) {
-    sgd_vec4_kernel<<<grid_for((n + 3) / 4), 256, 0, stream>>>(
-        reinterpret_cast<float4*>(p), reinterpret_cast<const float4*>(g), reinterpret_cast<float4*>(buf), n, f);
-    KILN_CUDA_LAUNCH_CHECK("sgd_vec4_kernel");
+    launch(sgd_vec4_kernel, grid_for((n + 3) / 4), 256, 0, stream, reinterpret_cast<float4*>(p), reinterpret_cast<const float4*>(g), reinterpret_cast<float4*>(buf), n, f);
   } else {
-    sgd_kernel<<<grid_for(n), 256, 0, stream>>>(p, g, buf, n, f);
-    KILN_CUDA_LAUNCH_CHECK("sgd_kernel");
+    launch(sgd_kernel, grid_for(n), 256, 0, stream, p, g, buf, n, f);
   }
 }
 
@@ -193,13 +190,10 @@ void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float 
   float *mp = m.data<float>(), *vp = v.data<float>();
   cudaStream_t stream = current_stream(param.device().index);
   if (aligned16(p) && aligned16(g) && aligned16(mp) && aligned16(vp)) {
-    adam_vec4_kernel<<<grid_for((n + 3) / 4), 256, 0, stream>>>(
-        reinterpret_cast<float4*>(p), reinterpret_cast<const float4*>(g), reinterpret_cast<float4*>(mp),
+    launch(adam_vec4_kernel, grid_for((n + 3) / 4), 256, 0, stream, reinterpret_cast<float4*>(p), reinterpret_cast<const float4*>(g), reinterpret_cast<float4*>(mp),
         reinterpret_cast<float4*>(vp), n, f);
-    KILN_CUDA_LAUNCH_CHECK("adam_vec4_kernel");
   } else {
-    adam_kernel<<<grid_for(n), 256, 0, stream>>>(p, g, mp, vp, n, f);
-    KILN_CUDA_LAUNCH_CHECK("adam_kernel");
+    launch(adam_kernel, grid_for(n), 256, 0, stream, p, g, mp, vp, n, f);
   }
 }
 

@@ -6,10 +6,13 @@
 #include <cstdint>
 
 #include "backend/backend.h"
+#include "cuda/launch.h"
 #include "cuda/runtime.h"
 #include "kiln/random.h"
 
 namespace {
+
+using kiln::cuda::launch;
 
 using kiln::Tensor;
 using std::int64_t;
@@ -48,9 +51,8 @@ void uniform(Tensor& y, std::uint64_t seed, std::uint64_t offset, float lo, floa
   if (n == 0) return;
   cudaStream_t stream = current_stream(y.device().index);
   const auto blocks = static_cast<long long>(kiln::philox::block_count(offset, static_cast<uint64_t>(n)));
-  uniform_kernel<<<grid_for(blocks, kThreads), kThreads, 0, stream>>>(y.data<float>(), static_cast<uint64_t>(n), seed,
+  launch(uniform_kernel, grid_for(blocks, kThreads), kThreads, 0, stream, y.data<float>(), static_cast<uint64_t>(n), seed,
                                                                        offset, lo, hi - lo);
-  KILN_CUDA_LAUNCH_CHECK("uniform_kernel");
 }
 
 void normal(Tensor& y, std::uint64_t seed, std::uint64_t offset, float mean, float stddev) {
@@ -58,9 +60,8 @@ void normal(Tensor& y, std::uint64_t seed, std::uint64_t offset, float mean, flo
   if (n == 0) return;
   cudaStream_t stream = current_stream(y.device().index);
   const auto blocks = static_cast<long long>(kiln::philox::block_count(offset, static_cast<uint64_t>(n)));
-  normal_kernel<<<grid_for(blocks, kThreads), kThreads, 0, stream>>>(y.data<float>(), static_cast<uint64_t>(n), seed,
+  launch(normal_kernel, grid_for(blocks, kThreads), kThreads, 0, stream, y.data<float>(), static_cast<uint64_t>(n), seed,
                                                                       offset, mean, stddev);
-  KILN_CUDA_LAUNCH_CHECK("normal_kernel");
 }
 
 }  // namespace kiln::cuda

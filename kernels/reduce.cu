@@ -5,10 +5,13 @@
 #include <cstdint>
 
 #include "backend/backend.h"
+#include "cuda/launch.h"
 #include "cuda/runtime.h"
 #include "common.cuh"
 
 namespace {
+
+using kiln::cuda::launch;
 
 using kiln::DType;
 using kiln::Tensor;
@@ -108,8 +111,7 @@ void sum_all(const Tensor& x, Tensor& y) {
   if (blocks < 1) blocks = 1;
   if (blocks > kMaxPartials) blocks = kMaxPartials;
   if (blocks == 1) {
-    sum_partial_kernel<float, float><<<1, kThreads, 0, stream>>>(xp, n, yp);
-    KILN_CUDA_LAUNCH_CHECK("sum_partial_kernel");
+    launch(sum_partial_kernel<float, float>, 1, kThreads, 0, stream, xp, n, yp);
     return;
   }
   // Scratch for the double partials, from the caching allocator on this stream (kiln has no
@@ -117,10 +119,8 @@ void sum_all(const Tensor& x, Tensor& y) {
   // order, when `partials` goes out of scope after both launches are queued.
   Tensor partials = Tensor::empty({blocks}, DType::Int64, y.device());
   double* pp = reinterpret_cast<double*>(partials.data<std::int64_t>());
-  sum_partial_kernel<float, double><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(xp, n, pp);
-  KILN_CUDA_LAUNCH_CHECK("sum_partial_kernel");
-  sum_partial_kernel<double, float><<<1, kMaxPartials, 0, stream>>>(pp, blocks, yp);
-  KILN_CUDA_LAUNCH_CHECK("sum_partial_kernel (final)");
+  launch(sum_partial_kernel<float, double>, static_cast<unsigned>(blocks), kThreads, 0, stream, xp, n, pp);
+  launch(sum_partial_kernel<double, float>, 1, kMaxPartials, 0, stream, pp, blocks, yp);
 }
 
 void sum_axis(const Tensor& x, std::int64_t outer, std::int64_t n, std::int64_t inner, Tensor& y) {
@@ -135,16 +135,12 @@ void sum_axis(const Tensor& x, std::int64_t outer, std::int64_t n, std::int64_t 
   if (inner == 1) {
     if (n <= 1024) {
       const int64_t rows_per_block = kThreads / 32;
-      sum_rows_warp_kernel<<<capped_grid((outer + rows_per_block - 1) / rows_per_block), kThreads, 0, stream>>>(
-          xp, yp, outer, n);
-      KILN_CUDA_LAUNCH_CHECK("sum_rows_warp_kernel");
+      launch(sum_rows_warp_kernel, capped_grid((outer + rows_per_block - 1) / rows_per_block), kThreads, 0, stream, xp, yp, outer, n);
     } else {
-      sum_rows_block_kernel<<<capped_grid(outer), kRowThreads, 0, stream>>>(xp, yp, outer, n);
-      KILN_CUDA_LAUNCH_CHECK("sum_rows_block_kernel");
+      launch(sum_rows_block_kernel, capped_grid(outer), kRowThreads, 0, stream, xp, yp, outer, n);
     }
   } else {
-    sum_strided_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(xp, yp, outer, n, inner);
-    KILN_CUDA_LAUNCH_CHECK("sum_strided_kernel");
+    launch(sum_strided_kernel, grid_for(total, kThreads), kThreads, 0, stream, xp, yp, outer, n, inner);
   }
 }
 
@@ -154,9 +150,8 @@ void broadcast_axis(const Tensor& dy, float s, std::int64_t outer, std::int64_t 
              " to ", dx.str(), " as [", outer, ", ", n, ", ", inner, "])");
   if (total == 0) return;
   cudaStream_t stream = current_stream(dx.device().index);
-  broadcast_axis_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(dy.data<float>(), s, dx.data<float>(),
+  launch(broadcast_axis_kernel, grid_for(total, kThreads), kThreads, 0, stream, dy.data<float>(), s, dx.data<float>(),
                                                                             total, n, inner);
-  KILN_CUDA_LAUNCH_CHECK("broadcast_axis_kernel");
 }
 
 }  // namespace kiln::cuda

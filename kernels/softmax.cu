@@ -10,9 +10,12 @@
 #include <cstdint>
 
 #include "backend/backend.h"
+#include "cuda/launch.h"
 #include "cuda/runtime.h"
 
 namespace {
+
+using kiln::cuda::launch;
 
 using kiln::DType;
 using kiln::Tensor;
@@ -292,9 +295,9 @@ void launch_softmax_xent(const Tensor& logits, const L* labels, Tensor& losses, 
   float* lp = losses.data<float>();
   float* sp = lse.data<float>();
   if (warp_per_row(C)) {
-    softmax_xent_kernel<32, L><<<warp_grid(N), kWarpBlockThreads, 0, stream>>>(x, labels, lp, sp, N, C);
+    launch(softmax_xent_kernel<32, L>, warp_grid(N), kWarpBlockThreads, 0, stream, x, labels, lp, sp, N, C);
   } else {
-    softmax_xent_kernel<kBlockThreads, L><<<capped(N), kBlockThreads, 0, stream>>>(x, labels, lp, sp, N, C);
+    launch(softmax_xent_kernel<kBlockThreads, L>, capped(N), kBlockThreads, 0, stream, x, labels, lp, sp, N, C);
   }
 }
 
@@ -303,9 +306,9 @@ void launch_count_correct(const Tensor& logits, const L* labels, int64_t* count,
                           cudaStream_t stream) {
   const float* x = logits.data<float>();
   if (warp_per_row(C)) {
-    count_correct_kernel<32, L><<<warp_grid(N), kWarpBlockThreads, 0, stream>>>(x, labels, count, N, C);
+    launch(count_correct_kernel<32, L>, warp_grid(N), kWarpBlockThreads, 0, stream, x, labels, count, N, C);
   } else {
-    count_correct_kernel<kBlockThreads, L><<<capped(N), kBlockThreads, 0, stream>>>(x, labels, count, N, C);
+    launch(count_correct_kernel<kBlockThreads, L>, capped(N), kBlockThreads, 0, stream, x, labels, count, N, C);
   }
 }
 
@@ -328,11 +331,10 @@ void log_softmax(const Tensor& x, Tensor& y) {
   const float* xp = x.data<float>();
   float* yp = y.data<float>();
   if (warp_per_row(C)) {
-    log_softmax_kernel<32><<<warp_grid(N), kWarpBlockThreads, 0, stream>>>(xp, yp, N, C);
+    launch(log_softmax_kernel<32>, warp_grid(N), kWarpBlockThreads, 0, stream, xp, yp, N, C);
   } else {
-    log_softmax_kernel<kBlockThreads><<<capped(N), kBlockThreads, 0, stream>>>(xp, yp, N, C);
+    launch(log_softmax_kernel<kBlockThreads>, capped(N), kBlockThreads, 0, stream, xp, yp, N, C);
   }
-  KILN_CUDA_LAUNCH_CHECK("log_softmax_kernel");
 }
 
 void log_softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
@@ -345,11 +347,10 @@ void log_softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   const float* dyp = dy.data<float>();
   float* dxp = dx.data<float>();
   if (warp_per_row(C)) {
-    log_softmax_backward_kernel<32><<<warp_grid(N), kWarpBlockThreads, 0, stream>>>(yp, dyp, dxp, N, C);
+    launch(log_softmax_backward_kernel<32>, warp_grid(N), kWarpBlockThreads, 0, stream, yp, dyp, dxp, N, C);
   } else {
-    log_softmax_backward_kernel<kBlockThreads><<<capped(N), kBlockThreads, 0, stream>>>(yp, dyp, dxp, N, C);
+    launch(log_softmax_backward_kernel<kBlockThreads>, capped(N), kBlockThreads, 0, stream, yp, dyp, dxp, N, C);
   }
-  KILN_CUDA_LAUNCH_CHECK("log_softmax_backward_kernel");
 }
 
 void softmax_xent(const Tensor& logits, const Tensor& labels, Tensor& losses, Tensor& lse) {
@@ -365,7 +366,6 @@ void softmax_xent(const Tensor& logits, const Tensor& labels, Tensor& losses, Te
   } else {
     launch_softmax_xent(logits, labels.data<std::int64_t>(), losses, lse, N, C, stream);
   }
-  KILN_CUDA_LAUNCH_CHECK("softmax_xent_kernel");
 }
 
 void softmax_xent_backward(const Tensor& logits, const Tensor& labels, const Tensor& lse, const Tensor& dloss,
@@ -384,13 +384,12 @@ void softmax_xent_backward(const Tensor& logits, const Tensor& labels, const Ten
   const float* dl = dloss.data<float>();
   float* dx = dlogits.data<float>();
   if (labels.dtype() == DType::Int32) {
-    softmax_xent_backward_kernel<std::int32_t><<<grid, kThreads, 0, stream>>>(x, labels.data<std::int32_t>(), lp, dl,
+    launch(softmax_xent_backward_kernel<std::int32_t>, grid, kThreads, 0, stream, x, labels.data<std::int32_t>(), lp, dl,
                                                                                s, dx, N, C);
   } else {
-    softmax_xent_backward_kernel<std::int64_t><<<grid, kThreads, 0, stream>>>(x, labels.data<std::int64_t>(), lp, dl,
+    launch(softmax_xent_backward_kernel<std::int64_t>, grid, kThreads, 0, stream, x, labels.data<std::int64_t>(), lp, dl,
                                                                                s, dx, N, C);
   }
-  KILN_CUDA_LAUNCH_CHECK("softmax_xent_backward_kernel");
 }
 
 void argmax(const Tensor& x, Tensor& index) {
@@ -402,11 +401,10 @@ void argmax(const Tensor& x, Tensor& index) {
   const float* xp = x.data<float>();
   std::int64_t* ip = index.data<std::int64_t>();
   if (warp_per_row(C)) {
-    argmax_kernel<32><<<warp_grid(N), kWarpBlockThreads, 0, stream>>>(xp, ip, N, C);
+    launch(argmax_kernel<32>, warp_grid(N), kWarpBlockThreads, 0, stream, xp, ip, N, C);
   } else {
-    argmax_kernel<kBlockThreads><<<capped(N), kBlockThreads, 0, stream>>>(xp, ip, N, C);
+    launch(argmax_kernel<kBlockThreads>, capped(N), kBlockThreads, 0, stream, xp, ip, N, C);
   }
-  KILN_CUDA_LAUNCH_CHECK("argmax_kernel");
 }
 
 void count_correct(const Tensor& logits, const Tensor& labels, Tensor& count) {
@@ -422,7 +420,6 @@ void count_correct(const Tensor& logits, const Tensor& labels, Tensor& count) {
   } else {
     launch_count_correct(logits, labels.data<std::int64_t>(), cp, N, C, stream);
   }
-  KILN_CUDA_LAUNCH_CHECK("count_correct_kernel");
 }
 
 }  // namespace kiln::cuda

@@ -37,11 +37,3 @@ void warn_cuda(const char* call, const char* file, int line, cudaError_t e);
     cudnnStatus_t kiln_s_ = (call);                                                    \
     if (kiln_s_ != CUDNN_STATUS_SUCCESS) ::kiln::cuda::detail::fail_cudnn(#call, __FILE__, __LINE__, kiln_s_); \
   } while (0)
-
-// After every kernel launch: catches bad launch configurations at the launch site.
-#define KILN_CUDA_LAUNCH_CHECK(kernel_name)                                            \
-  do {                                                                                 \
-    cudaError_t kiln_e_ = cudaGetLastError();                                          \
-    if (kiln_e_ != cudaSuccess)                                                        \
-      ::kiln::cuda::detail::fail_cuda("launch of " kernel_name, __FILE__, __LINE__, kiln_e_); \
-  } while (0)

@@ -64,6 +64,8 @@ void fail_cudnn(const char* call, const char* file, int line, cudnnStatus_t s) {
   throw Error("cuDNN error: " + where(call, file, line) + ": " + cudnnGetErrorString(s));
 }
 
+void fail_launch(const char* file, int line, cudaError_t e) { fail_cuda("kernel launch", file, line, e); }
+
 void warn_cuda(const char* call, const char* file, int line, cudaError_t e) {
   std::fprintf(stderr, "kiln: warning: CUDA error: %s failed at %s:%d: %s\n", call, file, line, cudaGetErrorString(e));
   cudaGetLastError();
