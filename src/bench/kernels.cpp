@@ -361,6 +361,11 @@ int kernel_bandwidth(Device dev, const KernelBenchOptions& o) {
 
   Timer timer(dev);
   std::printf("kiln kernel bandwidth on %s\n", timer.describe().c_str());
+#if defined(KILN_CUDA_EMULATED)
+  if (dev.is_cuda())
+    std::printf("NOTE: cuda:%d is the emulated device (KILN_CUDA=EMULATE): this runs every kernel on the CPU, and its "
+                "figures mean nothing about a GPU\n", dev.index);
+#endif
   std::printf("large tensors: %lld floats (%.1f MiB); median of %d runs; effective GB/s = compulsory bytes / time\n",
               static_cast<long long>(n), static_cast<double>(n) * 4 / (1 << 20), repeat);
 

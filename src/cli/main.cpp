@@ -24,7 +24,12 @@ using kiln::Device;
 
 int cmd_info() {
   std::printf("kiln %s\n", KILN_VERSION);
-  std::printf("build:    CUDA backend %s, CPU GEMM %s, OpenMP %s\n", kiln::cuda_built() ? "yes" : "no",
+#if defined(KILN_CUDA_EMULATED)
+  const char* cuda = "EMULATED on the CPU (KILN_CUDA=EMULATE; not a GPU)";
+#else
+  const char* cuda = kiln::cuda_built() ? "yes" : "no";
+#endif
+  std::printf("build:    CUDA backend %s, CPU GEMM %s, OpenMP %s\n", cuda,
               KILN_CPU_GEMM, KILN_OPENMP ? "yes" : "no");
   std::printf("host:     %u hardware threads\n", std::thread::hardware_concurrency());
   const kiln::cuda::Versions v = kiln::cuda::versions();

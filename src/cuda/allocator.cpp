@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/op_scope.h"
+#include "cuda/poison.h"
 #include "cuda/runtime.h"
 #include "kiln/cuda.h"
 #include "kiln/error.h"
@@ -22,6 +23,7 @@ struct Block {
   std::size_t size = 0;  // rounded size actually allocated
   int device = 0;
   cudaStream_t stream = nullptr;
+  std::size_t requested = 0;  // bytes the current user asked for (EMULATE builds check the rest)
 };
 
 namespace {
@@ -67,6 +69,7 @@ void flush(DeviceCache& c, int device) {
   DeviceGuard guard(device);
   KILN_CUDA_CHECK(cudaDeviceSynchronize());
   for (auto& [key, b] : c.free_blocks) {
+    unpoison(b->ptr, b->size);
     KILN_CUDA_WARN(cudaFree(b->ptr));
     c.stats.bytes_reserved -= b->size;
     ++c.stats.free_calls;
@@ -90,12 +93,15 @@ Block* allocate(std::size_t bytes, int device, cudaStream_t stream) {
     ++c.stats.allocations;
     c.stats.bytes_in_use += b->size;
     c.stats.peak_bytes_in_use = std::max(c.stats.peak_bytes_in_use, c.stats.bytes_in_use);
+    b->requested = bytes;
+    poison_on_allocate(b->ptr, b->size, bytes, stream);
     return b;
   }
 
   DeviceGuard guard(device);
   void* ptr = nullptr;
   cudaError_t e = cudaMalloc(&ptr, size);
+  const std::size_t cached = c.stats.bytes_reserved - c.stats.bytes_in_use;
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     flush(c, device);  // give the cached blocks back and try once more
@@ -109,11 +115,13 @@ Block* allocate(std::size_t bytes, int device, cudaStream_t stream) {
     const std::string msg = kiln::detail::str(
         "CUDA out of memory on cuda:", device, " in op '", kiln::detail::current_op(), "': tried to allocate ",
         human(size), "; ", human(free_b), " free of ", human(total_b), ", ", human(c.stats.bytes_in_use),
-        " held by kiln tensors (", cudaGetErrorString(e), "). Try a smaller batch size (--batch-size).");
+        " held by kiln tensors, ", human(cached), " cached by kiln's allocator (returned to the driver before a retry) (",
+        cudaGetErrorString(e), "). Try a smaller batch size (--batch-size).");
     if (e == cudaErrorMemoryAllocation) throw OutOfMemoryError(msg);
     throw Error(msg);
   }
-  auto* b = new Block{ptr, size, device, stream};
+  auto* b = new Block{ptr, size, device, stream, bytes};
+  poison_on_allocate(ptr, size, bytes, stream);
   ++c.stats.malloc_calls;
   ++c.stats.allocations;
   c.stats.bytes_reserved += size;
@@ -129,6 +137,7 @@ void release(Block* b) {
   DeviceCache& c = cache(b->device);
   std::lock_guard<std::mutex> lock(c.mutex);
   c.stats.bytes_in_use -= b->size;
+  poison_on_release(b->ptr, b->size, b->requested, b->stream, kiln::detail::current_op());
   c.free_blocks.emplace(std::make_pair(b->stream, b->size), b);
 }
 

@@ -195,6 +195,13 @@ Versions versions() {
     v.cublas = "unknown";
   const std::size_t dnn = cudnnGetVersion();  // e.g. 91900 for 9.19.0
   v.cudnn = std::to_string(dnn / 10000) + "." + std::to_string((dnn % 10000) / 100) + "." + std::to_string(dnn % 100);
+#if defined(KILN_CUDA_EMULATED)
+  // The emulator implements these APIs itself (tests/emu); no NVIDIA library or driver is used.
+  v.runtime += " (emulated)";
+  v.driver = "none (emulated)";
+  v.cublas += " (emulated)";
+  v.cudnn += " (emulated)";
+#endif
   return v;
 }
 
@@ -210,6 +217,10 @@ std::string describe_devices() {
                   p.multiProcessorCount, static_cast<double>(p.totalGlobalMem) / (1ull << 30));
     out += line;
   }
+#if defined(KILN_CUDA_EMULATED)
+  out += "(KILN_CUDA=EMULATE: cuda:0 is the CPU emulating a GPU, for running and debugging kiln's CUDA code; its "
+         "timings mean nothing)\n";
+#endif
   return out;
 }
 

@@ -23,12 +23,14 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dnn_math.h"
@@ -162,7 +164,12 @@ cudaError_t run_and_wait(cudaStream_t stream, std::function<void()> work) {
     }
   });
   if (e != cudaSuccess) return e;
-  finished.get();
+  try {
+    finished.get();
+  } catch (const std::exception& ex) {  // nothing may escape into a C caller
+    kiln_emu::report(std::string("cuDNN search failed: ") + ex.what());
+    return cudaErrorUnknown;
+  }
   return cudaSuccess;
 }
 
@@ -552,6 +559,9 @@ cudnnStatus_t cudnnSetTensor4dDescriptorEx(cudnnTensorDescriptor_t desc, cudnnDa
 
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t desc, cudnnTensorFormat_t format,
                                          cudnnDataType_t type, int n, int c, int h, int w) {
+  // The packed strides below must not overflow: the Ex call rejects these anyway.
+  if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return cudnnSetTensor4dDescriptorEx(desc, type, n, c, h, w, 1, 1, 1, 1);
+  if (static_cast<long long>(n) * c * h * w > INT_MAX) return CUDNN_STATUS_NOT_SUPPORTED;
   if (format == CUDNN_TENSOR_NCHW) return cudnnSetTensor4dDescriptorEx(desc, type, n, c, h, w, c * h * w, h * w, w, 1);
   if (format == CUDNN_TENSOR_NHWC) return cudnnSetTensor4dDescriptorEx(desc, type, n, c, h, w, h * w * c, 1, w * c, c);
   if (format == CUDNN_TENSOR_NCHW_VECT_C) return CUDNN_STATUS_NOT_SUPPORTED;  // vector types: not emulated

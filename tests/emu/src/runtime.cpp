@@ -105,6 +105,8 @@ void fail_context(cudaError_t e, const std::string& msg) {
   g_sticky.compare_exchange_strong(expected, e);
 }
 
+void fault(const std::string& msg) { fail_context(cudaErrorIllegalAddress, msg); }
+
 cudaError_t sticky_error() { return g_sticky.load(std::memory_order_relaxed); }
 void set_last_error(cudaError_t e) { record(e); }
 

@@ -36,6 +36,10 @@ void clear_diagnostics();
 // emulator's own failure reports.
 void reset_device();
 
+// A memory error found outside the emulator (kiln's allocator guards, src/cuda/poison.cpp): reported
+// and the context fails with cudaErrorIllegalAddress, as under compute-sanitizer.
+void fault(const std::string& msg);
+
 // Kernels launched so far in this process.
 std::uint64_t kernels_launched();
 
