@@ -8,15 +8,21 @@
 #   ./kiln.sh info            build, then print build options, devices and library versions
 #
 # Environment:
-#   KILN_CUDA=AUTO|ON|OFF     build the CUDA backend (default AUTO: when nvcc is found)
-#   KILN_CUDA_ARCHS="75;90"   CUDA architectures to build (default: T4 … H100 plus PTX)
-#   KILN_BUILD_DIR=DIR        build folder (default build, or build-cpu when KILN_CUDA=OFF)
+#   KILN_CUDA=AUTO|ON|OFF|EMULATE  build the CUDA backend (default AUTO: when nvcc is found; EMULATE:
+#                             run it on the emulated CPU device of tests/emu, no GPU needed)
+#   KILN_SANITIZE=address,undefined  build with these sanitizers
+#   KILN_CUDA_ARCHS="75;90"   CUDA architectures to build (default: the GPU in this machine, else T4 … H100 + PTX)
+#   KILN_BUILD_DIR=DIR        build folder (default build; build-cpu when KILN_CUDA=OFF, build-emu for EMULATE)
 #   KILN_JOBS=N               parallel build jobs (default: all cores)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 KILN_CUDA=${KILN_CUDA:-AUTO}
-if [[ "$KILN_CUDA" == OFF ]]; then default_dir=build-cpu; else default_dir=build; fi
+case "$KILN_CUDA" in
+  OFF) default_dir=build-cpu ;;
+  EMULATE) default_dir=build-emu ;;
+  *) default_dir=build ;;
+esac
 BUILD_DIR=${KILN_BUILD_DIR:-$default_dir}
 JOBS=${KILN_JOBS:-$(nproc)}
 
@@ -39,7 +45,8 @@ install_deps() {
 build() {
   install_deps
   local args=(-DKILN_CUDA="$KILN_CUDA" -DCMAKE_BUILD_TYPE=Release)
-  if [[ "$KILN_CUDA" != OFF ]] && ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  [[ -n "${KILN_SANITIZE:-}" ]] && args+=(-DKILN_SANITIZE="$KILN_SANITIZE")
+  if [[ "$KILN_CUDA" != OFF && "$KILN_CUDA" != EMULATE ]] && ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
     export CUDACXX=/usr/local/cuda/bin/nvcc
   fi
   [[ -n "${KILN_CUDA_ARCHS:-}" ]] && args+=(-DCMAKE_CUDA_ARCHITECTURES="$KILN_CUDA_ARCHS")
@@ -77,6 +84,6 @@ case "$cmd" in
     build >/dev/null
     "$BUILD_DIR/kiln" info
     ;;
-  help|-h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
+  help|-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown command '$cmd' (try ./kiln.sh help)" ;;
 esac

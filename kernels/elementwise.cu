@@ -81,7 +81,7 @@ __global__ void map2_vec4_kernel(const float* a, const float* b, float* y, int64
   for (int64_t i = 4 * n4 + global_tid(); i < n; i += grid_stride()) y[i] = f(a[i], b[i]);
 }
 
-// Launches y = f(x) over n elements on `stream`; the caller checks the launch.
+// Launches y = f(x) over n elements on `stream`.
 template <class F>
 void launch_map1(const float* x, float* y, int64_t n, F f, cudaStream_t stream) {
   if (aligned16(x) && aligned16(y)) {
@@ -91,7 +91,7 @@ void launch_map1(const float* x, float* y, int64_t n, F f, cudaStream_t stream) 
   }
 }
 
-// Launches y = f(a, b) over n elements on `stream`; the caller checks the launch.
+// Launches y = f(a, b) over n elements on `stream`.
 template <class F>
 void launch_map2(const float* a, const float* b, float* y, int64_t n, F f, cudaStream_t stream) {
   if (aligned16(a) && aligned16(b) && aligned16(y)) {
