@@ -32,12 +32,12 @@ namespace {
 // The handles that exist, so that a destroyed or made-up handle is an error, not undefined
 // behaviour.
 std::mutex& handles_mutex() {
-  static std::mutex m;
-  return m;
+  static std::mutex* m = new std::mutex();  // never destroyed: handles may be destroyed at exit
+  return *m;
 }
 std::set<const cublasContext*>& handles() {
-  static std::set<const cublasContext*> s;
-  return s;
+  static auto* s = new std::set<const cublasContext*>();
+  return *s;
 }
 
 bool live(const cublasContext* h) {

@@ -97,12 +97,12 @@ class Live {
 
  private:
   static std::mutex& mutex() {
-    static std::mutex m;
-    return m;
+    static std::mutex* m = new std::mutex();  // never destroyed: kiln destroys descriptors at exit
+    return *m;
   }
   static std::set<const T*>& objects() {
-    static std::set<const T*> s;
-    return s;
+    static auto* s = new std::set<const T*>();
+    return *s;
   }
 };
 
