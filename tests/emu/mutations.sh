@@ -9,7 +9,8 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${1:-/tmp/kiln-mutations}
 JOBS=${KILN_JOBS:-$(nproc)}
 mkdir -p "$WORK"
-rsync -a --delete --exclude .git --exclude 'build*' --exclude runs --exclude 'data/mnist*' "$SRC/" "$WORK/src/"
+rm -rf "$WORK/src" && mkdir -p "$WORK/src"
+(cd "$SRC" && tar --exclude=./.git --exclude='./build*' --exclude=./runs --exclude='./data/mnist*' -cf - .) | tar -xf - -C "$WORK/src"
 cmake -S "$WORK/src" -B "$WORK/build" -DKILN_CUDA=EMULATE -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
 cmake --build "$WORK/build" -j "$JOBS" >/dev/null || { echo "the unmutated tree does not build"; exit 1; }
 

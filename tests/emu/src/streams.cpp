@@ -78,7 +78,15 @@ void worker(CUstream_st* s) {
   delete s;
 }
 
+// At exit the device finishes its queued work first, as CUDA's context teardown does: a worker still
+// running a kernel while the process tears down would touch freed state.
+void drain_at_exit() {
+  static std::once_flag once;
+  std::call_once(once, [] { std::atexit(synchronize_all); });
+}
+
 CUstream_st* make_stream(unsigned flags) {
+  drain_at_exit();
   auto* s = new CUstream_st();
   s->flags = flags;
   Streams& all = streams();
@@ -98,6 +106,7 @@ CUstream_st* resolve(cudaStream_t stream) {
   if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread) {
     std::lock_guard<std::mutex> lock(all.mutex);
     if (!all.legacy) {
+      drain_at_exit();
       all.legacy = new CUstream_st();
       all.live.insert(all.legacy);
       std::thread(worker, all.legacy).detach();
