@@ -52,9 +52,10 @@ struct Config {
   std::string out_dir;  // run folder: checkpoint, model, metrics.jsonl, curves.svg ("" writes nothing)
   bool resume = false;
   bool progress = true;  // progress and summary lines on stderr / stdout
-  // > 0: profile instead of training to the end: after 5 warm-up steps, time this many steps per
+  // > 0: profile instead of training to the end: after profile_warmup_steps, time this many steps per
   // layer (forward, backward, loss, optimizer, data wait), print the table and return.
   int profile_steps = 0;
+  int profile_warmup_steps = 5;  // untimed steps before the profiled ones
   // Checks values a user can get wrong (kiln::Error naming the flag and the value).
   void validate() const;
   std::string to_json() const;

@@ -230,7 +230,9 @@ int main(int argc, char** argv) {
   bench->add_option("--image-size", bench_size, "Input height and width (mlp: 28)")->capture_default_str();
   bench->add_option("--channels", bench_channels, "Input channels (mlp: 1)")->capture_default_str();
   auto* classes_opt = bench->add_option("--classes", bench_classes, "Number of classes (default: 1000, mlp: 10)");
-  bench->add_option("--steps", bcfg.profile_steps, "Timed steps (after 5 warm-up steps)")->capture_default_str();
+  bench->add_option("--steps", bcfg.profile_steps, "Timed steps (after the warm-up steps)")->capture_default_str();
+  bench->add_option("--warmup", bcfg.profile_warmup_steps, "Untimed warm-up steps before the timed ones")
+      ->capture_default_str();
   bench->add_option("--workers", bcfg.workers, "Batch-assembly threads")->capture_default_str();
   bench->add_option("--device", bench_device, "auto | cpu | cuda | cuda:N")->capture_default_str();
   std::string bench_folder;
@@ -363,6 +365,7 @@ int main(int argc, char** argv) {
     if (bench->parsed() && bench_kernels) return kiln::bench::kernel_bandwidth(resolve_device(bench_device), kopt);
     if (bench->parsed()) {
       KILN_CHECK(bcfg.profile_steps >= 1, "--steps must be at least 1, got ", bcfg.profile_steps);
+      KILN_CHECK(bcfg.profile_warmup_steps >= 1, "--warmup must be at least 1 (the first step plans the convolutions and fills the caches), got ", bcfg.profile_warmup_steps);
       KILN_CHECK(bcfg.batch_size >= 1, "--batch-size must be at least 1, got ", bcfg.batch_size);
       if (bench_model == "mlp") {  // MNIST-shaped unless told otherwise
         bench_size = bench_size == 224 ? 28 : bench_size, bench_channels = 1;

@@ -388,7 +388,7 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
     };
 
     data::Batch batch;
-    const int warmup = 5;
+    const int warmup = config.profile_warmup_steps;
     std::int64_t profiled = 0;
     double step_t0 = 0, step_ms_sum = 0;
     auto wall_ms = [] { return std::chrono::duration<double, std::milli>(Clock::now().time_since_epoch()).count(); };

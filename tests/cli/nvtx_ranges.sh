@@ -32,7 +32,7 @@ probe_run() {
   local run=$1
   shift
   local status
-  NVTX_INJECTION64_PATH=$PROBE KILN_NVTX_PROBE_OUT=$T/$run.ranges timeout 120 "$KILN" "$@" >"$T/$run.log" 2>&1
+  NVTX_INJECTION64_PATH=$PROBE KILN_NVTX_PROBE_OUT=$T/$run.ranges timeout 900 "$KILN" "$@" >"$T/$run.log" 2>&1
   status=$?
   if [[ $status -ne 0 ]]; then
     fail "$run: kiln $* exited with status $status"; tail -5 "$T/$run.log"; return 1
@@ -187,7 +187,7 @@ fi
 features=("0 conv2d" "1 relu" "2 maxpool2d" "3 conv2d" "4 relu" "5 maxpool2d" "6 conv2d" "7 relu" "8 conv2d"
           "9 relu" "10 conv2d" "11 relu" "12 maxpool2d")
 classifier=("0 dropout" "1 linear" "2 relu" "3 dropout" "4 linear" "5 relu" "6 linear")
-bench_steps=6
+bench_steps=2  # --warmup 1 + --steps 1
 check_alexnet() {
   local run=$1 l
   shift
@@ -203,14 +203,14 @@ check_alexnet() {
   expect_table_rows "$run"
   expect_h2d "$run" "$bench_steps"
 }
-if probe_run alexnet bench --model alexnet --batch-size 2 --image-size 64 --classes 10 --steps 1 --device "$DEVICE"; then
+if probe_run alexnet bench --model alexnet --batch-size 2 --image-size 64 --classes 10 --steps 1 --warmup 1 --device "$DEVICE"; then
   check_alexnet alexnet "${features[@]}"
 fi
 
 # ---- AlexNet 2012 (the paper's layout: local response norm after conv1 and conv2).
 features2012=("0 conv2d" "1 relu" "2 localresponsenorm" "3 maxpool2d" "4 conv2d" "5 relu" "6 localresponsenorm"
               "7 maxpool2d" "8 conv2d" "9 relu" "10 conv2d" "11 relu" "12 conv2d" "13 relu" "14 maxpool2d")
-if probe_run alexnet2012 bench --model alexnet2012 --batch-size 2 --image-size 64 --classes 10 --steps 1 \
+if probe_run alexnet2012 bench --model alexnet2012 --batch-size 2 --image-size 64 --classes 10 --steps 1 --warmup 1 \
      --device "$DEVICE"; then
   check_alexnet alexnet2012 "${features2012[@]}"
 fi
