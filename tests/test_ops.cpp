@@ -303,7 +303,7 @@ TEST_P(OpsTest, Matmul) {
   check_op(matmul_case({1, 1, 1}, false, 100), dev());
   check_op(matmul_case({7, 13, 5}, false, 101), dev());
   check_op(matmul_case({37, 53, 29}, false, 102), dev());
-  check_op(matmul_case({257, 1031, 67}, false, 103), dev());  // multi-block / multi-tile paths
+  check_op(matmul_case({many_rows(), 1031, 67}, false, 103), dev());  // multi-block / multi-tile paths
   check_op(matmul_case({129, 1031, 65}, true, 104), dev());   // exact: every product counted once
 }
 
@@ -330,7 +330,7 @@ TEST_P(OpsTest, Linear) {
   for (bool bias : {false, true}) {
     check_op(linear_case({3, 5, 4}, bias, false, 200), dev());
     check_op(linear_case({37, 53, 29}, bias, false, 201), dev());
-    check_op(linear_case({257, 1031, 67}, bias, false, 202), dev());
+    check_op(linear_case({many_rows(), 1031, 67}, bias, false, 202), dev());
     check_op(linear_case({129, 1031, 65}, bias, true, 203), dev());
     check_op(linear_case({9, 13, 600}, bias, false, 204), dev());  // bias columns in several blocks
   }
@@ -340,12 +340,12 @@ TEST_P(OpsTest, BiasAdd) {
   check_op(bias_add_case({37, 53}, false, 300), dev());
   check_op(bias_add_case({2, 3, 4, 5}, false, 301), dev());
   check_op(bias_add_case({3, 5, 7, 9}, false, 302), dev());
-  check_op(bias_add_case({257, 1031}, false, 303), dev());
+  check_op(bias_add_case({many_rows(), 1031}, false, 303), dev());
   check_op(bias_add_case({5, 129, 257}, true, 304), dev());  // exact bias gradient over 1285 terms
 }
 
 TEST_P(OpsTest, AddSubMul) {
-  for (const Shape& s : {Shape{}, Shape{3, 5, 7}, Shape{37, 53}, Shape{257, 1031}}) {
+  for (const Shape& s : {Shape{}, Shape{3, 5, 7}, Shape{37, 53}, Shape{many_rows(), 1031}}) {
     check_op(binary_case("add", op_add, f_add, one, one, s, false, 400), dev());
     check_op(binary_case("sub", op_sub, f_sub, one, minus_one, s, false, 401), dev());
     check_op(binary_case("mul", op_mul, f_mul, second, first, s, false, 402), dev());
@@ -353,7 +353,7 @@ TEST_P(OpsTest, AddSubMul) {
 }
 
 TEST_P(OpsTest, SameTensorBothOperands) {
-  for (const Shape& s : {Shape{3, 5, 7}, Shape{257, 1031}}) {
+  for (const Shape& s : {Shape{3, 5, 7}, Shape{many_rows(), 1031}}) {
     check_op(binary_case("add", op_add, f_add, one, one, s, true, 410), dev());  // grad 2R
     check_op(binary_case("sub", op_sub, f_sub, one, minus_one, s, true, 411), dev());  // grad 0
     check_op(binary_case("mul", op_mul, f_mul, second, first, s, true, 412), dev());  // grad 2xR
@@ -362,7 +362,7 @@ TEST_P(OpsTest, SameTensorBothOperands) {
 
 TEST_P(OpsTest, Scale) {
   for (float s : {-1.7f, 0.0f, 3.0f}) {
-    for (const Shape& shape : {Shape{3, 5, 7}, Shape{257, 1031}}) {
+    for (const Shape& shape : {Shape{3, 5, 7}, Shape{many_rows(), 1031}}) {
       const double sd = s;
       check_op(unary_case("scale by " + std::to_string(s), [s](const Tensor& x) { return kiln::scale(x, s); },
                           [sd](double x) { return sd * x; }, [sd](double) { return sd; }, shape, 500),
@@ -379,7 +379,7 @@ TEST_P(OpsTest, Scale) {
 }
 
 TEST_P(OpsTest, Relu) {
-  for (const Shape& s : {Shape{3, 5, 7}, Shape{37, 53}, Shape{257, 1031}}) {
+  for (const Shape& s : {Shape{3, 5, 7}, Shape{37, 53}, Shape{many_rows(), 1031}}) {
     OpCase c = unary_case("relu", [](const Tensor& x) { return kiln::relu(x); },
                           [](double x) { return x > 0 ? x : 0.0; }, [](double x) { return x > 0 ? 1.0 : 0.0; }, s, 600);
     c.kink = 2 * kFiniteDiffStep;  // relu is not differentiable at 0
@@ -392,22 +392,22 @@ TEST_P(OpsTest, Relu) {
 TEST_P(OpsTest, SumAll) {
   check_op(reduce_case(false, {}, true, 0, false, 700), dev());
   check_op(reduce_case(false, {3, 5, 7}, true, 0, false, 701), dev());
-  check_op(reduce_case(false, {257, 1031}, true, 0, false, 702, true), dev());
-  check_op(reduce_case(false, {257, 1031}, true, 0, true, 703), dev());  // exact
+  check_op(reduce_case(false, {many_rows(), 1031}, true, 0, false, 702, true), dev());
+  check_op(reduce_case(false, {many_rows(), 1031}, true, 0, true, 703), dev());  // exact
 }
 
 TEST_P(OpsTest, SumAxis) {
   for (std::int64_t axis : {0, 1, 2, -1, -2, -3}) check_op(reduce_case(false, {5, 7, 9}, false, axis, false, 710), dev());
   for (std::int64_t axis : {0, 1, -1}) {
-    check_op(reduce_case(false, {257, 1031}, false, axis, false, 711, true), dev());
+    check_op(reduce_case(false, {many_rows(), 1031}, false, axis, false, 711, true), dev());
     check_op(reduce_case(false, {3, 1031, 67}, false, axis, true, 712), dev());  // exact
   }
 }
 
 TEST_P(OpsTest, MeanAll) {
   check_op(reduce_case(true, {3, 5, 7}, true, 0, false, 800), dev());
-  check_op(reduce_case(true, {257, 1031}, true, 0, false, 801, true), dev());
-  check_op(reduce_case(true, {257, 1031}, true, 0, true, 802), dev());
+  check_op(reduce_case(true, {many_rows(), 1031}, true, 0, false, 801, true), dev());
+  check_op(reduce_case(true, {many_rows(), 1031}, true, 0, true, 802), dev());
 }
 
 TEST_P(OpsTest, MeanAxis) {

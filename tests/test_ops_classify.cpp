@@ -149,7 +149,7 @@ TEST_P(ClassifyOpsTest, LogSoftmax) {
   check_op(log_softmax_case("", randn_cpu({1, 1}, 1000)), dev());
   check_op(log_softmax_case("", randn_cpu({7, 5}, 1001)), dev());
   check_op(log_softmax_case("", randn_cpu({37, 53}, 1002, 3.0f)), dev());
-  check_op(log_softmax_case("", randn_cpu({257, 1031}, 1003)), dev());  // rows longer than a block
+  check_op(log_softmax_case("", randn_cpu({many_rows(), 1031}, 1003)), dev());  // rows longer than a block
   check_op(log_softmax_case("", randn_cpu({3, 5003}, 1004)), dev());
 }
 
@@ -175,7 +175,7 @@ TEST_P(ClassifyOpsTest, CrossEntropy) {
     check_op(cross_entropy_case("", randn_cpu({1, 1}, 1100), lt, 1200), dev());
     check_op(cross_entropy_case("", randn_cpu({7, 5}, 1101), lt, 1201), dev());
     check_op(cross_entropy_case("", randn_cpu({37, 53}, 1102, 3.0f), lt, 1202), dev());
-    check_op(cross_entropy_case("", randn_cpu({257, 1031}, 1103), lt, 1203), dev());
+    check_op(cross_entropy_case("", randn_cpu({many_rows(), 1031}, 1103), lt, 1203), dev());
     check_op(cross_entropy_case("", randn_cpu({3, 5003}, 1104), lt, 1204), dev());
   }
 }
@@ -203,7 +203,7 @@ TEST_P(ClassifyOpsTest, CrossEntropyLabelOutOfRange) {
 
 TEST_P(ClassifyOpsTest, Argmax) {
   std::uint64_t seed = 1500;
-  for (const Shape& s : {Shape{1, 1}, Shape{37, 53}, Shape{257, 1031}, Shape{3, 5003}}) {
+  for (const Shape& s : {Shape{1, 1}, Shape{37, 53}, Shape{many_rows(), 1031}, Shape{3, 5003}}) {
     for (float mean : {0.0f, -50.0f}) {  // all-negative rows catch a max initialised to 0
       Tensor x = randn_cpu(s, seed++, 1.0f, mean);
       Tensor idx = kiln::argmax(x.to(dev()));
@@ -217,7 +217,7 @@ TEST_P(ClassifyOpsTest, Argmax) {
 
 TEST_P(ClassifyOpsTest, CountCorrect) {
   std::uint64_t seed = 1600;
-  for (const Shape& s : {Shape{1, 3}, Shape{37, 53}, Shape{257, 1031}}) {
+  for (const Shape& s : {Shape{1, 3}, Shape{37, 53}, Shape{many_rows(), 1031}}) {
     for (DType lt : {DType::Int32, DType::Int64}) {
       const std::int64_t N = s[0], C = s[1];
       Tensor x = randn_cpu(s, seed++);
@@ -302,7 +302,7 @@ TEST_P(ClassifyOpsTest, NormalizeImages) {
 }
 
 TEST_P(ClassifyOpsTest, Fill) {
-  for (const Shape& s : {Shape{}, Shape{37, 53}, Shape{257, 1031}}) {
+  for (const Shape& s : {Shape{}, Shape{37, 53}, Shape{many_rows(), 1031}}) {
     Tensor x = randn_cpu(s, 1700).to(dev());
     void* before = x.raw_data();
     kiln::fill_(x, -2.5f);
@@ -318,7 +318,7 @@ TEST_P(ClassifyOpsTest, Fill) {
 }
 
 TEST_P(ClassifyOpsTest, Axpy) {
-  for (const Shape& s : {Shape{3, 5, 7}, Shape{257, 1031}}) {
+  for (const Shape& s : {Shape{3, 5, 7}, Shape{many_rows(), 1031}}) {
     for (float alpha : {0.37f, -1.0f, 0.0f}) {
       Tensor x = randn_cpu(s, 1800), y0 = randn_cpu(s, 1801);
       Tensor y = fresh_on(y0, dev());

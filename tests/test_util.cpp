@@ -18,6 +18,19 @@ void report_budget(const std::string& what) {
 }
 }  // namespace
 
+bool full_size_tests() {
+  static const bool full = [] {
+    const char* s = std::getenv("KILN_TEST_SIZE");
+    if (s && std::string(s) == "full") return true;
+#if defined(KILN_CUDA_EMULATED)
+    return false;
+#else
+    return true;
+#endif
+  }();
+  return full;
+}
+
 std::string device_param_name(const ::testing::TestParamInfo<Device>& info) {
   return info.param.is_cuda() ? "gpu" : "cpu";
 }

@@ -19,7 +19,7 @@ run() {  # name, kiln args...: runs kiln, keeps its output in $T/name.log
   return $status
 }
 source "$(dirname "$0")/fixtures.sh"
-make_mnist "$T/mnist" 512 128
+make_mnist "$T/mnist" 256 64
 
 common=(--dataset mnist --data "$T/mnist" --batch-size 32 --hidden 64,32 --optimizer adam --lr 0.001 --seed 7
         --device cuda --quiet)
