@@ -165,4 +165,29 @@ TEST(EmuDevice, AHostPointerGivenToAKernelIsAnError) {
   EXPECT_EQ(host, 0.0f);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+// Under KILN_SANITIZE=address,undefined (as in CI): compute-sanitizer's memcheck, on the CPU.
+__global__ void read_past_end_kernel(const float* x, float* y, int n) { y[0] = x[n]; }
+__global__ void misaligned_float4_kernel(const float* x, float* y) { y[0] = reinterpret_cast<const float4*>(x + 1)->x; }
+
+void run_bad_kernel(bool misaligned) {
+  float *x = nullptr, *y = nullptr;
+  cudaMalloc(reinterpret_cast<void**>(&x), 16 * sizeof(float));
+  cudaMalloc(reinterpret_cast<void**>(&y), sizeof(float));
+  if (misaligned) launch(misaligned_float4_kernel, 1, 1, 0, nullptr, x, y);
+  else launch(read_past_end_kernel, 1, 1, 0, nullptr, x, y, 16);
+  cudaDeviceSynchronize();
+}
+
+TEST(EmuDeviceDeathTest, OutOfBoundsKernelAccessIsReportedAtTheKernelsLine) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(run_bad_kernel(false), "heap-buffer-overflow.*read_past_end_kernel.*test_emu_device.cu");
+}
+
+TEST(EmuDeviceDeathTest, MisalignedFloat4IsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(run_bad_kernel(true), "misaligned address");
+}
+#endif
+
 }  // namespace

@@ -1,6 +1,8 @@
 // Kernel launches: CUDA's launch checks, then the grid queued on its stream; there its blocks are
 // spread over a pool of OS threads, each running one block at a time on its own BlockRunner.
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <condition_variable>
 #include <cstdlib>
 #include <memory>
@@ -39,8 +41,9 @@ cudaError_t check_pointers(const LaunchSite& site, const void* const* pointers, 
   for (std::size_t i = 0; i < n; ++i) {
     const void* p = pointers[i];
     if (!p || kernel_accessible(p)) continue;
-    report("launch at " + where(site) + ": pointer argument " + std::to_string(i + 1) + " (" +
-           std::to_string(reinterpret_cast<std::uintptr_t>(p)) +
+    char addr[32];
+    std::snprintf(addr, sizeof addr, "%p", p);
+    report("launch at " + where(site) + ": pointer argument " + std::to_string(i + 1) + " (" + addr +
            ") is not device memory: a kernel given a host pointer faults on a GPU");
     return cudaErrorInvalidValue;
   }
