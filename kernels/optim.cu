@@ -43,7 +43,8 @@ __global__ void normalize_u8_kernel(const std::uint8_t* __restrict__ x, float* _
 }
 
 // The per-element updates, shared by the scalar and the float4 kernels (the same float operations
-// in the same order, so both give the same bits).
+// in the same order, so both give the same bits). The per-step scalars (lr, bias corrections) are
+// filled in by each thread from the device-resident scalars (see optim_advance).
 struct SgdStep {
   float lr, momentum, wd;
   bool nesterov, has_buf;
@@ -61,6 +62,11 @@ struct SgdStep {
 struct AdamStep {
   float lr, b1, b2, eps, wd, bc1, bc2;
   bool decoupled;
+  __device__ __forceinline__ void load(const float* scalars) {
+    lr = scalars[0];
+    bc1 = scalars[1];
+    bc2 = scalars[2];
+  }
   __device__ __forceinline__ void operator()(float& p, float g, float& m, float& v) const {
     float pi = p, d = g;
     if (decoupled)
@@ -77,7 +83,8 @@ struct AdamStep {
 
 // Scalar grid-stride loops, for tensors that are not 16-byte aligned.
 __global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ buf,
-                           std::int64_t n, SgdStep f) {
+                           const float* __restrict__ scalars, std::int64_t n, SgdStep f) {
+  f.lr = scalars[0];
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     float b = f.has_buf ? buf[i] : 0.0f;
@@ -88,7 +95,8 @@ __global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g, f
 
 // 16-byte loads and stores (every pointer 16-byte aligned), then the scalar tail, in one launch.
 __global__ void sgd_vec4_kernel(float4* __restrict__ p, const float4* __restrict__ g, float4* __restrict__ buf,
-                                std::int64_t n, SgdStep f) {
+                                const float* __restrict__ scalars, std::int64_t n, SgdStep f) {
+  f.lr = scalars[0];
   const std::int64_t n4 = n / 4;
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n4;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
@@ -112,7 +120,8 @@ __global__ void sgd_vec4_kernel(float4* __restrict__ p, const float4* __restrict
 }
 
 __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                            float* __restrict__ v, std::int64_t n, AdamStep f) {
+                            float* __restrict__ v, const float* __restrict__ scalars, std::int64_t n, AdamStep f) {
+  f.load(scalars);
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     f(p[i], g[i], m[i], v[i]);
@@ -120,7 +129,9 @@ __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, 
 }
 
 __global__ void adam_vec4_kernel(float4* __restrict__ p, const float4* __restrict__ g, float4* __restrict__ m,
-                                 float4* __restrict__ v, std::int64_t n, AdamStep f) {
+                                 float4* __restrict__ v, const float* __restrict__ scalars, std::int64_t n,
+                                 AdamStep f) {
+  f.load(scalars);
   const std::int64_t n4 = n / 4;
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n4;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
@@ -140,6 +151,15 @@ __global__ void adam_vec4_kernel(float4* __restrict__ p, const float4* __restric
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {  // the tail (n % 4 elements)
     f(ps[i], gs[i], ms[i], vs[i]);
   }
+}
+
+// One thread: the step count and the scalars every update kernel of this step reads. The powers are
+// computed in double, like the CPU twin, so both round the same bias corrections to float.
+__global__ void optim_advance_kernel(std::int64_t* step, float* scalars, float lr, float beta1, float beta2) {
+  const std::int64_t t = ++*step;
+  scalars[0] = lr;
+  scalars[1] = static_cast<float>(1.0 - pow(static_cast<double>(beta1), static_cast<double>(t)));
+  scalars[2] = static_cast<float>(1.0 - pow(static_cast<double>(beta2), static_cast<double>(t)));
 }
 
 }  // namespace
@@ -164,36 +184,44 @@ void normalize_u8(const Tensor& x, const float* mean, const float* std, Tensor& 
   }
 }
 
-void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float lr, float momentum,
+void optim_advance(Tensor& step, Tensor& scalars, float lr, float beta1, float beta2) {
+  launch(optim_advance_kernel, 1, 1, 0, current_stream(step.device().index), step.data<std::int64_t>(),
+         scalars.data<float>(), lr, beta1, beta2);
+}
+
+void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const Tensor& scalars, float momentum,
                 float weight_decay, bool nesterov) {
   const std::int64_t n = param.numel();
   if (n == 0) return;
-  const SgdStep f{lr, momentum, weight_decay, nesterov, momentum > 0.0f};
+  const SgdStep f{0.0f, momentum, weight_decay, nesterov, momentum > 0.0f};
   float* p = param.data<float>();
   const float* g = grad.data<float>();
   float* buf = f.has_buf ? momentum_buf.data<float>() : nullptr;
+  const float* s = scalars.data<float>();
   cudaStream_t stream = current_stream(param.device().index);
   if (aligned16(p) && aligned16(g) && (!buf || aligned16(buf))) {
-    launch(sgd_vec4_kernel, grid_for((n + 3) / 4), 256, 0, stream, reinterpret_cast<float4*>(p), reinterpret_cast<const float4*>(g), reinterpret_cast<float4*>(buf), n, f);
+    launch(sgd_vec4_kernel, grid_for((n + 3) / 4), 256, 0, stream, reinterpret_cast<float4*>(p),
+           reinterpret_cast<const float4*>(g), reinterpret_cast<float4*>(buf), s, n, f);
   } else {
-    launch(sgd_kernel, grid_for(n), 256, 0, stream, p, g, buf, n, f);
+    launch(sgd_kernel, grid_for(n), 256, 0, stream, p, g, buf, s, n, f);
   }
 }
 
-void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,
-                 float eps, float weight_decay, bool decoupled, float bc1, float bc2) {
+void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const Tensor& scalars, float beta1,
+                 float beta2, float eps, float weight_decay, bool decoupled) {
   const std::int64_t n = param.numel();
   if (n == 0) return;
-  const AdamStep f{lr, beta1, beta2, eps, weight_decay, bc1, bc2, decoupled};
+  const AdamStep f{0.0f, beta1, beta2, eps, weight_decay, 1.0f, 1.0f, decoupled};
   float* p = param.data<float>();
   const float* g = grad.data<float>();
   float *mp = m.data<float>(), *vp = v.data<float>();
+  const float* s = scalars.data<float>();
   cudaStream_t stream = current_stream(param.device().index);
   if (aligned16(p) && aligned16(g) && aligned16(mp) && aligned16(vp)) {
-    launch(adam_vec4_kernel, grid_for((n + 3) / 4), 256, 0, stream, reinterpret_cast<float4*>(p), reinterpret_cast<const float4*>(g), reinterpret_cast<float4*>(mp),
-        reinterpret_cast<float4*>(vp), n, f);
+    launch(adam_vec4_kernel, grid_for((n + 3) / 4), 256, 0, stream, reinterpret_cast<float4*>(p),
+           reinterpret_cast<const float4*>(g), reinterpret_cast<float4*>(mp), reinterpret_cast<float4*>(vp), s, n, f);
   } else {
-    launch(adam_kernel, grid_for(n), 256, 0, stream, p, g, mp, vp, n, f);
+    launch(adam_kernel, grid_for(n), 256, 0, stream, p, g, mp, vp, s, n, f);
   }
 }
 

@@ -12,5 +12,6 @@
 #include "kiln/nn.h"
 #include "kiln/ops.h"
 #include "kiln/optim.h"
+#include "kiln/parameter_store.h"
 #include "kiln/random.h"
 #include "kiln/tensor.h"

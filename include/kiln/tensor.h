@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -59,6 +60,11 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;      // accumulated gradient (leaves)
   std::shared_ptr<Node> grad_fn;         // the op that produced this tensor (non-leaves)
   std::weak_ptr<Node> grad_accumulator;  // the leaf's accumulation node, shared by all graphs
+  // Set by nn::ParameterStore: the view of its flat gradient buffer that `grad` becomes when a backward
+  // pass first reaches this leaf (written, not reallocated), and the hook run once per backward pass
+  // when this leaf's gradient is final.
+  std::shared_ptr<TensorImpl> grad_view;
+  std::function<void()> grad_ready;
 };
 
 class Tensor {

@@ -293,12 +293,17 @@ std::vector<Group> make_groups(Device dev, int64_t n, Generator& gen) {
     std::vector<Case> cases;
     Tensor p = rnd({n}), g = rnd({n}), buf = rnd({n}), v = rnd({n}, 0.0f, 1.0f);
     const double N = static_cast<double>(n);
+    Tensor step = Tensor::zeros({1}, DType::Int64, dev);
+    Tensor sc = Tensor::from_vector<float>({1e-6f, 0.5f, 0.5f, 0.0f}, {4}, dev);
     cases.push_back({"sgd_update (momentum)", shape_str({n}), 5 * F * N, true,
-                     [=]() mutable { KILN_DISPATCH(dev, sgd_update, p, g, buf, 1e-6f, 0.9f, 0.0f, false); }});
+                     [=]() mutable { KILN_DISPATCH(dev, sgd_update, p, g, buf, sc, 0.9f, 0.0f, false); }});
     cases.push_back({"sgd_update (plain)", shape_str({n}), 3 * F * N, true,
-                     [=]() mutable { KILN_DISPATCH(dev, sgd_update, p, g, buf, 1e-6f, 0.0f, 0.0f, false); }});
+                     [=]() mutable { KILN_DISPATCH(dev, sgd_update, p, g, buf, sc, 0.0f, 0.0f, false); }});
     cases.push_back({"adam_update", shape_str({n}), 7 * F * N, true,
-                     [=]() mutable { KILN_DISPATCH(dev, adam_update, p, g, buf, v, 1e-6f, 0.9f, 0.999f, 1e-8f, 0.01f, true, 0.5f, 0.5f); }});
+                     [=]() mutable { KILN_DISPATCH(dev, adam_update, p, g, buf, v, sc, 0.9f, 0.999f, 1e-8f, 0.01f, true); }});
+    Tensor advanced = sc.clone();  // its own scalars: the update cases keep their bias corrections at 0.5
+    cases.push_back({"optim_advance", shape_str({1}), 16.0, false,
+                     [=]() mutable { KILN_DISPATCH(dev, optim_advance, step, advanced, 1e-6f, 0.9f, 0.999f); }});
     return cases;
   });
   // ---- pooling, normalisation, resize (window kernels: reported, not held to the target) -------------------

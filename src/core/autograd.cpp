@@ -13,28 +13,36 @@ thread_local bool g_grad_enabled = true;
 
 // The node that receives a leaf's gradient and adds it into leaf.grad. A leaf has at most one
 // live accumulator, so a leaf used twice in a graph is reached along two edges of one node and
-// its gradients are summed by the engine before they land.
+// its gradients are summed by the engine before they land: the node runs once per backward pass,
+// which is when the leaf's gradient of that pass is final.
 class AccumulateGrad final : public Node {
  public:
   explicit AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf) : Node("accumulate_grad"), leaf_(leaf) {}
   std::vector<Tensor> apply(const Tensor& g) override {
     auto leaf = leaf_.lock();
     if (!leaf) return {};
-    if (!leaf->grad) {
-      // Take g itself when nothing else can see its memory (the usual case: a fresh weight
-      // gradient); otherwise an own copy, since g may alias another gradient (add's backward
-      // passes g through twice) and later backward passes accumulate into leaf.grad in place.
-      const bool sole_owner = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 &&
-                              g.impl()->offset == 0 && g.impl()->shape == leaf->shape;
-      leaf->grad = sole_owner ? g.impl_ptr() : g.clone().impl_ptr();
-    } else {
+    if (leaf->grad) {
       Tensor acc(leaf->grad);
       axpy_(1.0f, g, acc);
+    } else if (leaf->grad_view) {
+      Tensor(leaf->grad_view).copy_(g);  // into the parameter store's flat gradient buffer
+      leaf->grad = leaf->grad_view;
+    } else {
+      leaf->grad = own_copy_unless_sole_owner(g, *leaf);
     }
+    if (leaf->grad_ready) leaf->grad_ready();
     return {};
   }
 
  private:
+  // g itself when nothing else can see its memory (the usual case: a fresh weight gradient);
+  // otherwise an own copy, since g may alias another gradient (add's backward passes g through
+  // twice) and later backward passes accumulate into leaf.grad in place.
+  static std::shared_ptr<TensorImpl> own_copy_unless_sole_owner(const Tensor& g, const TensorImpl& leaf) {
+    const bool sole_owner = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 &&
+                            g.impl()->offset == 0 && g.impl()->shape == leaf.shape;
+    return sole_owner ? g.impl_ptr() : g.clone().impl_ptr();
+  }
   std::weak_ptr<TensorImpl> leaf_;
 };
 

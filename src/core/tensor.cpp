@@ -292,6 +292,12 @@ void Tensor::set_grad(const Tensor& g) {
   }
   KILN_CHECK(g.shape() == shape() && g.device() == device(), "set_grad: gradient ", g.str(), " does not match ",
              str());
+  if (impl_->grad_view) {  // a parameter store's gradient: its memory stays where the store put it
+    Tensor view(impl_->grad_view);
+    if (!view.shares_storage(g) || view.raw_data() != g.raw_data()) view.copy_(g);
+    impl_->grad = impl_->grad_view;
+    return;
+  }
   impl_->grad = g.impl_ptr();
 }
 

@@ -355,11 +355,21 @@ void normalize_u8(const Tensor& x, const float* mean, const float* std, Tensor& 
 }
 
 // ---- optimizers --------------------------------------------------------------------------------------
-void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float lr, float momentum,
+void optim_advance(Tensor& step, Tensor& scalars, float lr, float beta1, float beta2) {
+  std::int64_t& t = step.data<std::int64_t>()[0];
+  ++t;
+  float* s = scalars.data<float>();
+  s[0] = lr;
+  s[1] = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(t)));
+  s[2] = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(t)));
+}
+
+void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const Tensor& scalars, float momentum,
                 float weight_decay, bool nesterov) {
   float* p = param.data<float>();
   const float* g = grad.data<float>();
   float* buf = momentum > 0.0f ? momentum_buf.data<float>() : nullptr;
+  const float lr = scalars.data<float>()[0];
   // One branch-free loop per variant, so each vectorises.
   for_range(param.numel(), [=](i64 b0, i64 e) {
     if (!buf) {
@@ -379,13 +389,15 @@ void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float l
   });
 }
 
-void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,
-                 float eps, float weight_decay, bool decoupled, float bc1, float bc2) {
-  // Distinct tensors (__restrict), the element in locals and -fno-math-errno: the loop vectorises (4x).
+void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const Tensor& scalars, float beta1,
+                 float beta2, float eps, float weight_decay, bool decoupled) {
+  // Distinct tensors (__restrict), the element in locals and -fno-math-errno: the loop vectorises.
   float* __restrict p = param.data<float>();
   float* __restrict pm = m.data<float>();
   float* __restrict pv = v.data<float>();
   const float* __restrict g = grad.data<float>();
+  const float* s = scalars.data<float>();
+  const float lr = s[0], bc1 = s[1], bc2 = s[2];
   const std::int64_t n = param.numel();
   const float decay = decoupled ? 1.0f - lr * weight_decay : 1.0f, wd = decoupled ? 0.0f : weight_decay;
 #pragma omp parallel for schedule(static) if (n > (1 << 20))
