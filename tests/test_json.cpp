@@ -166,7 +166,8 @@ TEST(Json, StrictParserRejectsWhatNlohmannWouldAccept) {
 TEST(Json, StrictParserNamesTheOffendingByte) {
   EXPECT_EQ(strict_error(R"({"a":1,})"), "file.st: malformed JSON header at byte 7: expected a string key, found '}'");
   EXPECT_EQ(strict_error(R"({"a":[02]})"), "file.st: malformed JSON header at byte 7: invalid number (leading zero)");
-  EXPECT_EQ(strict_error(R"({"a":1} x)"), "file.st: malformed JSON header at byte 8: unexpected 'x' after the JSON value");
+  EXPECT_EQ(strict_error(R"({"a":1} x)"),
+            "file.st: malformed JSON header at byte 8: unexpected 'x' after the JSON value");
   EXPECT_EQ(strict_error("{\"a"), "file.st: malformed JSON header at byte 3: unterminated string");
 }
 

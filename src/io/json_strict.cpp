@@ -42,7 +42,8 @@ bool after_leading_zero(const std::string& text, std::size_t token_start, const 
 }
 
 // The reason for a syntax error at byte `at` (the last byte nlohmann read), in the words kiln has
-// always used where nlohmann's differ, and in nlohmann's otherwise.
+// always used where nlohmann's differ (users and tests look for them). Recognised by nlohmann's
+// message text; a message it does not recognise (another nlohmann version) passes through as is.
 std::string reason(const std::string& text, std::size_t at, std::size_t token_start, const std::string& theirs,
                    const std::string& document) {
   const std::string here = describe_byte(text, at, document);

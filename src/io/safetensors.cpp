@@ -86,7 +86,8 @@ Json header_json(const NamedTensors& tensors, const std::map<std::string, std::s
   std::uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     const std::uint64_t bytes = t.nbytes();
-    header[name] = {{"dtype", st_dtype_name(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", st_dtype_name(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   return header;
