@@ -16,7 +16,7 @@
 #include "kiln/image.h"
 #include "kiln/train.h"
 #include "bench/kernels.h"
-#include "train/report.h"
+#include "io/json.h"
 
 namespace {
 
@@ -123,15 +123,12 @@ int cmd_predict(const std::string& ckpt, const std::vector<std::string>& images,
     };
     const std::string& path = images[static_cast<std::size_t>(i)];
     if (as_json) {
-      std::string line = "{\"image\":" + kiln::train::detail::json_string(path) + ",\"probabilities\":{";
-      for (std::int64_t k = 0; k < K; ++k) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%.9g", probs[static_cast<std::size_t>(k)].first);
-        line += (k ? "," : "") + kiln::train::detail::json_string(name(k)) + ":" + buf;
-      }
+      kiln::io::Json probabilities = kiln::io::Json::object();
+      for (std::int64_t k = 0; k < K; ++k)
+        probabilities[name(k)] = kiln::io::json_number(static_cast<float>(probs[static_cast<std::size_t>(k)].first));
       std::sort(probs.begin(), probs.end(), [](auto& a, auto& b) { return a.first > b.first; });
-      line += "},\"top\":" + kiln::train::detail::json_string(name(probs[0].second)) + "}";
-      std::printf("%s\n", line.c_str());
+      const kiln::io::Json line = {{"image", path}, {"probabilities", probabilities}, {"top", name(probs[0].second)}};
+      std::printf("%s\n", kiln::io::to_text(line).c_str());
     } else {
       std::sort(probs.begin(), probs.end(), [](auto& a, auto& b) { return a.first > b.first; });
       std::printf("%s:", path.c_str());

@@ -1,10 +1,9 @@
 // Training configuration: validation of what a user can get wrong, and the JSON forms of the
 // config and of one epoch's metrics (metrics.jsonl, checkpoint metadata).
 #include <cmath>
-#include <sstream>
 
+#include "io/json.h"
 #include "kiln/train.h"
-#include "train/checkpoint.h"
 #include "train/report.h"
 
 namespace kiln::train {
@@ -26,27 +25,49 @@ void Config::validate() const {
   KILN_CHECK(!(resume && out_dir.empty()), "--resume needs the run folder (--out)");
 }
 
-std::string Config::to_json() const {
-  std::ostringstream o;
-  o << "{\"model\":" << detail::json_string(model.arch);
-  if (model.arch == "mlp") o << ",\"hidden\":[" << detail::join_ints(model.hidden) << "]";
-  o << ",\"dataset\":" << detail::json_string(dataset) << ",\"epochs\":" << epochs << ",\"batch_size\":" << batch_size
-    << ",\"optimizer\":" << detail::json_string(optimizer) << ",\"lr\":" << detail::fmt_double(lr)
-    << ",\"momentum\":" << detail::fmt_double(momentum) << ",\"nesterov\":" << (nesterov ? "true" : "false")
-    << ",\"weight_decay\":" << detail::fmt_double(weight_decay) << ",\"schedule\":" << detail::json_string(schedule)
-    << ",\"resize\":" << resize << ",\"groups\":" << model.groups << ",\"warmup_epochs\":" << warmup_epochs << ",\"seed\":" << seed << ",\"workers\":" << workers
-    << ",\"device\":" << detail::json_string(device.str()) << "}";
-  return o.str();
+namespace {
+io::Json config_json(const Config& c) {
+  io::Json j = {{"model", c.model.arch}};
+  if (c.model.arch == "mlp") j["hidden"] = c.model.hidden;
+  j["dataset"] = c.dataset;
+  j["epochs"] = c.epochs;
+  j["batch_size"] = c.batch_size;
+  j["optimizer"] = c.optimizer;
+  j["lr"] = io::json_number(c.lr);
+  j["momentum"] = io::json_number(c.momentum);
+  j["nesterov"] = c.nesterov;
+  j["weight_decay"] = io::json_number(c.weight_decay);
+  j["schedule"] = c.schedule;
+  j["resize"] = c.resize;
+  j["groups"] = c.model.groups;
+  j["warmup_epochs"] = c.warmup_epochs;
+  j["seed"] = c.seed;
+  j["workers"] = c.workers;
+  j["device"] = c.device.str();
+  return j;
+}
+}  // namespace
+
+std::string Config::to_json() const { return io::to_text(config_json(*this)); }
+
+// The measurements are doubles and are written exactly (nlohmann's shortest round-trip form).
+std::string EpochMetrics::to_json() const {
+  return io::to_text({{"epoch", epoch},
+                      {"train_loss", train_loss},
+                      {"train_acc", train_acc},
+                      {"test_loss", test_loss},
+                      {"test_acc", test_acc},
+                      {"epoch_s", epoch_s},
+                      {"images_per_s", images_per_s},
+                      {"data_wait_pct", data_wait_pct},
+                      {"lr", lr}});
 }
 
-std::string EpochMetrics::to_json() const {
-  std::ostringstream o;
-  o << "{\"epoch\":" << epoch << ",\"train_loss\":" << detail::fmt_double(train_loss)
-    << ",\"train_acc\":" << detail::fmt_double(train_acc) << ",\"test_loss\":" << detail::fmt_double(test_loss)
-    << ",\"test_acc\":" << detail::fmt_double(test_acc) << ",\"epoch_s\":" << detail::fmt_double(epoch_s)
-    << ",\"images_per_s\":" << detail::fmt_double(images_per_s)
-    << ",\"data_wait_pct\":" << detail::fmt_double(data_wait_pct) << ",\"lr\":" << detail::fmt_double(lr) << "}";
-  return o.str();
+namespace detail {
+std::string metrics_config_line(const Config& config, std::int64_t parameters, int resumed_from_epoch) {
+  return io::to_text(
+      {{"config", config_json(config)}, {"parameters", parameters}, {"resumed_from_epoch", resumed_from_epoch}});
 }
+}  // namespace detail
 
 }  // namespace kiln::train

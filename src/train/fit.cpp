@@ -1,7 +1,5 @@
 // The training loop behind `kiln train`: epochs of shuffled batches through the model, optimizer
 // updates, a running tally kept on the device (no host sync per step), evaluation, checkpoints.
-#include <sys/stat.h>
-
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -12,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "io/files.h"
 #include "kiln/autograd.h"
 #include "kiln/cuda.h"
 #include "kiln/loader.h"
@@ -74,24 +73,6 @@ EvalResult run_eval(nn::Module& model, const ModelSpec& spec, data::Loader& load
     r.accuracy = static_cast<double>(correct.to_vector<std::int64_t>()[0]) / static_cast<double>(n);
   }
   return r;
-}
-
-bool file_exists(const std::string& p) {
-  struct stat st{};
-  return ::stat(p.c_str(), &st) == 0;
-}
-
-void make_dirs(const std::string& path) {
-  std::string cur;
-  std::stringstream ss(path);
-  std::string part;
-  if (!path.empty() && path[0] == '/') cur = "/";
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    cur += part + "/";
-    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
-      KILN_FAIL("cannot create the run folder ", cur, ": ", std::strerror(errno));
-  }
 }
 
 std::string fmt(const char* f, double v) {
@@ -197,7 +178,7 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
   io::SafetensorsFile resumed;
   if (!dir.empty()) {
     if (config.resume) {
-      KILN_CHECK(file_exists(ckpt_path), "--resume: no checkpoint at ", ckpt_path,
+      KILN_CHECK(io::exists(ckpt_path), "--resume: no checkpoint at ", ckpt_path,
                  " (start a new run without --resume)");
       resumed = io::load_safetensors(ckpt_path);
       const auto& md = resumed.metadata;
@@ -238,10 +219,10 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
       KILN_CHECK(pos.epoch < config.epochs, ckpt_path, ": the run already completed ", pos.epoch,
                  " epochs; pass a larger --epochs to train further");
     } else {
-      KILN_CHECK(!file_exists(ckpt_path), dir, " already holds a run (", ckpt_path,
+      KILN_CHECK(!io::exists(ckpt_path), dir, " already holds a run (", ckpt_path,
                  "); continue it with --resume or choose another --out");
     }
-    make_dirs(dir);
+    io::make_dirs(dir);
   }
 
   Generator gen(seed);
@@ -277,10 +258,8 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
   sched.gamma = config.gamma;
 
   if (!dir.empty() && config.profile_steps == 0)
-    detail::append_line(metrics_path, "{\"config\":" + config.to_json() + ",\"parameters\":" +
-                                          std::to_string(model->parameter_count()) +
-                                          ",\"resumed_from_epoch\":" + std::to_string(config.resume ? pos.epoch : -1) +
-                                          "}");
+    io::append_line(metrics_path, detail::metrics_config_line(config, model->parameter_count(),
+                                                              config.resume ? pos.epoch : -1));
   if (config.progress)
     std::fprintf(stderr, "kiln: training %s (%lld parameters) on %s, %s: %lld train / %lld test images, %lld steps/epoch%s\n",
                  spec.arch.c_str(), static_cast<long long>(model->parameter_count()), dev.str().c_str(),
@@ -464,9 +443,8 @@ std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::
     done.global_step = cur.global_step;
     save(done);
     if (!dir.empty()) {
-      detail::append_line(metrics_path, m.to_json());
-      detail::write_file_atomic(curves_path,
-                                detail::curves_svg(history, "kiln " + spec.arch + " on " + config.dataset));
+      io::append_line(metrics_path, m.to_json());
+      io::write_atomic(curves_path, detail::curves_svg(history, "kiln " + spec.arch + " on " + config.dataset));
     }
     if (config.progress && (loader.skipped() > 0 || test_loader.skipped() > 0))
       std::fprintf(stderr, "kiln: epoch %d skipped %lld training and %lld test images that failed to decode (--strict makes that an error)\n",

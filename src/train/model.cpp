@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "io/json.h"
 #include "kiln/models.h"
 #include "kiln/ops.h"
 #include "train/checkpoint.h"
@@ -46,7 +47,7 @@ double parse_double(const std::string& s, const std::string& what) {
 namespace {
 std::string join_floats(const std::vector<float>& v) {
   std::string s;
-  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + fmt_double(v[i]);
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + io::shortest_decimal(v[i]);
   return s;
 }
 std::vector<float> parse_floats(const std::string& s, const std::string& what) {

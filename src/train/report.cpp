@@ -1,66 +1,13 @@
-// Run reports: metrics.jsonl, curves.svg, and the progress line.
+// Run reports: curves.svg and the progress line (metrics.jsonl lines are the JSON forms in config.cpp).
 #include "train/report.h"
 
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
-
-#include "kiln/error.h"
 
 namespace kiln::train::detail {
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    KILN_CHECK(f.good(), "cannot write ", tmp, ": ", std::strerror(errno));
-    f << text;
-    f.flush();
-    if (!f.good()) {
-      std::remove(tmp.c_str());
-      KILN_FAIL("cannot write ", tmp, ": ", std::strerror(errno));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    std::remove(tmp.c_str());
-    KILN_FAIL("cannot rename ", tmp, " to ", path, ": ", std::strerror(e));
-  }
-}
-
-void append_line(const std::string& path, const std::string& line) {
-  std::ofstream f(path, std::ios::app);
-  KILN_CHECK(f.good(), "cannot append to ", path, ": ", std::strerror(errno));
-  f << line << '\n';
-  KILN_CHECK(f.good(), "cannot append to ", path, ": ", std::strerror(errno));
-}
 
 namespace {
 struct Panel {

@@ -1,7 +1,8 @@
-// Internal: run reports — JSON helpers, metrics.jsonl lines, curves.svg, and the progress line.
+// Internal: run reports — metrics.jsonl lines, curves.svg, and the progress line.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -9,10 +10,9 @@
 
 namespace kiln::train::detail {
 
-std::string json_string(const std::string& s);  // quoted and escaped
-// Writes `text` to `path` atomically (temporary file + rename).
-void write_file_atomic(const std::string& path, const std::string& text);
-void append_line(const std::string& path, const std::string& line);
+// metrics.jsonl's first line for a run (or a resumed part of one): the config, the model's size and
+// where it resumed (-1: a fresh run). With the other JSON forms in config.cpp.
+std::string metrics_config_line(const Config& config, std::int64_t parameters, int resumed_from_epoch);
 std::string curves_svg(const std::vector<EpochMetrics>& history, const std::string& title);
 
 // One updating line on a terminal (at most 5 per second), or a plain line every few seconds otherwise.
