@@ -129,12 +129,18 @@ TEST_P(ParameterStoreTest, BucketsAreContiguousAndInBackwardOrder) {
       EXPECT_EQ(r.last_slot, expect_last) << "buckets walk back from the last parameter without gaps";
       EXPECT_EQ(r.offset, slots[r.first_slot].offset);
       EXPECT_EQ(r.offset + r.numel, slots[r.last_slot].offset + slots[r.last_slot].param.numel());
-      if (b + 1 < buckets.size()) EXPECT_GE(static_cast<std::size_t>(r.numel) * 4, bytes) << "only the last is short";
-      if (bytes == 1) EXPECT_EQ(r.first_slot, r.last_slot) << "tiny buckets hold one parameter each";
+      if (b + 1 < buckets.size()) {
+        EXPECT_GE(static_cast<std::size_t>(r.numel) * 4, bytes) << "only the last is short";
+      }
+      if (bytes == 1) {
+        EXPECT_EQ(r.first_slot, r.last_slot) << "tiny buckets hold one parameter each";
+      }
       expect_last = r.first_slot - 1;
     }
     EXPECT_EQ(buckets.back().first_slot, 0u);
-    if (bytes == (std::size_t{1} << 30)) EXPECT_EQ(buckets.size(), 1u);
+    if (bytes == (std::size_t{1} << 30)) {
+      EXPECT_EQ(buckets.size(), 1u);
+    }
   }
 }
 
