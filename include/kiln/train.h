@@ -85,6 +85,11 @@ void install_signal_handlers();
 std::vector<EpochMetrics> fit(const Config& config, std::shared_ptr<const data::Source> train,
                               std::shared_ptr<const data::Source> test);
 std::vector<EpochMetrics> fit(const Config& config, const data::Dataset& train, const data::Dataset& test);
+// The training step of the run `config` describes, timed per layer (forward, backward, loss, optimizer,
+// data wait) over config.profile_steps steps after config.profile_warmup_steps untimed ones; prints the
+// table and saves nothing. fit() calls it when config.profile_steps > 0.
+std::vector<EpochMetrics> profile(const Config& config, std::shared_ptr<const data::Source> train,
+                                  std::shared_ptr<const data::Source> test);
 
 struct EvalResult {
   double loss = 0, accuracy = 0;

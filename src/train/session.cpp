@@ -1,0 +1,153 @@
+// Setting up a training run: checks, the run folder (fresh or resumed), model, store, optimizer,
+// loaders and schedule.
+#include "train/session.h"
+
+#include "io/files.h"
+#include "kiln/cuda.h"
+
+namespace kiln::train::detail {
+
+namespace {
+void check_sources(const data::Source* train, const data::Source* test) {
+  KILN_CHECK(train && test && train->size() > 0 && test->size() > 0, "the training and test sets must not be empty");
+  KILN_CHECK(train->sample_shape() == test->sample_shape() && train->num_classes() == test->num_classes(),
+             "the training set (", train->describe(), ", ", train->num_classes(), " classes) and the test set (",
+             test->describe(), ", ", test->num_classes(), " classes) do not match");
+}
+
+// The model the data asks for: its sample shape (or --resize), classes and class names.
+ModelSpec spec_for(const Config& config, const data::Source& train) {
+  ModelSpec spec = config.model;
+  spec.input = train.sample_shape();
+  if (config.resize > 0) spec.input[1] = spec.input[2] = config.resize;
+  spec.classes = train.num_classes();
+  spec.class_names = train.class_names();
+  return spec;
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, std::shared_ptr<nn::ParameterStore> store) {
+  if (c.optimizer == "sgd") {
+    optim::SGDOptions o;
+    o.lr = c.lr, o.momentum = c.momentum, o.weight_decay = c.weight_decay, o.nesterov = c.nesterov;
+    return optim::sgd(std::move(store), o);
+  }
+  optim::AdamOptions o;
+  o.lr = c.lr, o.weight_decay = c.weight_decay, o.decoupled = c.optimizer == "adamw";
+  return optim::adam(std::move(store), o);
+}
+
+// What a resumed run must agree on with the checkpoint it continues.
+void check_resumable(const Config& config, const ModelSpec& data_spec, const ModelSpec& saved, const Metadata& md,
+                     const RunState& s, const std::string& path) {
+  KILN_CHECK(saved.input == data_spec.input && saved.classes == data_spec.classes, path,
+             ": the checkpoint's model takes ", shape_str(saved.input), " images and ", saved.classes,
+             " classes, the dataset has ", shape_str(data_spec.input), " and ", data_spec.classes);
+  auto it = md.find("optimizer");
+  KILN_CHECK(it != md.end(), path, ": checkpoint metadata has no 'optimizer'");
+  KILN_CHECK(it->second == config.optimizer, path, ": the run used --optimizer ", it->second, ", not ",
+             config.optimizer);
+  KILN_CHECK(s.batch == 0 || s.batch_size == config.batch_size, path,
+             ": the run stopped in the middle of an epoch with --batch-size ", s.batch_size,
+             "; resume it with the same batch size (got ", config.batch_size, ")");
+  KILN_CHECK(s.epoch < config.epochs, path, ": the run already completed ", s.epoch,
+             " epochs; pass a larger --epochs to train further");
+}
+}  // namespace
+
+RunPaths::RunPaths(const std::string& d)
+    : dir(d),
+      checkpoint(d + "/checkpoint.safetensors"),
+      model(d + "/model.safetensors"),
+      metrics(d + "/metrics.jsonl"),
+      curves(d + "/curves.svg") {}
+
+Session::Session(const Config& c, std::shared_ptr<const data::Source> train, std::shared_ptr<const data::Source> test)
+    : config(c), paths(c.out_dir), train_source(std::move(train)), test_source(std::move(test)) {
+  config.validate();
+  check_device_usable(config.device);
+  check_sources(train_source.get(), test_source.get());
+  spec = spec_for(config, *train_source);
+  state.seed = config.seed;
+  state.batch_size = config.batch_size;
+  const io::SafetensorsFile resumed = open_run_folder();
+  build_model(resumed);
+  build_loaders();
+}
+
+// A fresh run needs a folder without a run in it; a resumed one takes its state and spec from the
+// checkpoint (the saved seed too, so shuffling and dropout continue exactly).
+io::SafetensorsFile Session::open_run_folder() {
+  io::SafetensorsFile resumed;
+  if (!paths.enabled()) return resumed;
+  if (config.resume) {
+    KILN_CHECK(io::exists(paths.checkpoint), "--resume: no checkpoint at ", paths.checkpoint,
+               " (start a new run without --resume)");
+    resumed = io::load_safetensors(paths.checkpoint);
+    const ModelSpec saved = decode_spec(resumed.metadata, paths.checkpoint);
+    state = decode_run_state(resumed.metadata, paths.checkpoint);
+    check_resumable(config, spec, saved, resumed.metadata, state, paths.checkpoint);
+    state.batch_size = config.batch_size;
+    spec = saved;
+  } else {
+    KILN_CHECK(!io::exists(paths.checkpoint), paths.dir, " already holds a run (", paths.checkpoint,
+               "); continue it with --resume or choose another --out");
+  }
+  io::make_dirs(paths.dir);
+  return resumed;
+}
+
+void Session::build_model(const io::SafetensorsFile& resumed) {
+  Generator gen(state.seed);
+  dropout_gen = std::make_shared<Generator>(state.seed + 1);
+  model = train::build_model(spec, gen, config.device, dropout_gen);
+  store = std::make_shared<nn::ParameterStore>(model->named_parameters());
+  optimizer = make_optimizer(config, store);
+  if (!config.resume) return;
+  try {
+    model->load_state(resumed.tensors);
+    optimizer->load_state(resumed.tensors);
+    dropout_gen->set_state(state.seed + 1, state.dropout_offset);
+  } catch (const Error& e) {
+    throw Error(paths.checkpoint + ": " + e.what());
+  }
+}
+
+void Session::build_loaders() {
+  data::LoaderOptions lo;
+  lo.batch_size = config.batch_size, lo.seed = state.seed, lo.workers = config.workers, lo.device = config.device;
+  loader = std::make_unique<data::Loader>(train_source, lo);
+  data::LoaderOptions to = lo;
+  to.shuffle = false;
+  // Evaluation holds no activations for backward: larger batches, except for the big CNN inputs.
+  if (shape_numel(spec.input) <= 64 * 64 * 3) to.batch_size = std::max<std::int64_t>(config.batch_size, 256);
+  test_loader = std::make_unique<data::Loader>(test_source, to);
+  steps_per_epoch = loader->batches_per_epoch();
+
+  schedule.kind = optim::Schedule::parse(config.schedule);
+  schedule.base_lr = config.lr;
+  schedule.total_steps = steps_per_epoch * config.epochs;
+  schedule.warmup_steps = steps_per_epoch * config.warmup_epochs;
+  schedule.step_size =
+      steps_per_epoch * (config.step_epochs > 0 ? config.step_epochs : std::max(1, config.epochs / 3));
+  schedule.gamma = config.gamma;
+}
+
+void Session::save(const RunState& at) const {
+  if (!paths.enabled()) return;
+  RunState s = at;
+  s.seed = state.seed;
+  s.batch_size = config.batch_size;
+  s.dropout_offset = dropout_gen->offset();
+  Metadata md;
+  encode_run_state(s, config, spec, md);
+  io::NamedTensors tensors = model->named_parameters();
+  const io::NamedTensors weights = tensors;
+  for (auto& t : optimizer->state()) tensors.push_back(t);
+  io::save_safetensors(paths.checkpoint, tensors, md);
+  Metadata wmd;
+  encode_spec(spec, wmd);
+  wmd["format"] = "kiln-weights-1";
+  io::save_safetensors(paths.model, weights, wmd);
+}
+
+}  // namespace kiln::train::detail

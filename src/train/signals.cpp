@@ -1,0 +1,37 @@
+// Stopping a run cleanly: the first SIGINT/SIGTERM asks the loop to checkpoint and stop after the
+// current step; a second one ends the process at once.
+#include "train/signals.h"
+
+#include <atomic>
+#include <csignal>
+
+#include "kiln/train.h"
+
+namespace kiln::train {
+
+namespace {
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_signal(int sig) {
+  if (g_stop.load()) {  // second signal: stop now
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_stop.store(true);
+}
+}  // namespace
+
+void request_stop() { g_stop.store(true); }
+
+void install_signal_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+namespace detail {
+bool stop_requested() { return g_stop.load(); }
+void clear_stop() { g_stop.store(false); }
+}  // namespace detail
+
+}  // namespace kiln::train
