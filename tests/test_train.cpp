@@ -21,6 +21,7 @@
 #include "kiln/kiln.h"
 #include "kiln/train.h"
 #include "test_util.h"
+#include "train/tensorboard.h"
 #include "train_fixtures.h"
 
 namespace {
@@ -410,6 +411,75 @@ TEST_F(Train, MetricsFileAndCurves) {
   const std::string svg = kt::read_bytes(dir_a() + "/curves.svg");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u) << svg.substr(0, 80);
   EXPECT_TRUE(contains(svg, "</svg>"));
+}
+
+// The TensorBoard event files of a run folder, oldest first (by their first record's wall time: two
+// files written in the same second sort by a counter in the name, not by age).
+std::vector<std::string> event_files(const std::string& dir) {
+  std::vector<std::pair<double, std::string>> found;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) {
+      const auto events = kiln::train::read_tensorboard_scalars(e.path().string());
+      found.emplace_back(events.empty() ? 0.0 : events[0].wall_time, e.path().string());
+    }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& [t, path] : found) out.push_back(path);
+  return out;
+}
+
+std::vector<kiln::train::ScalarEvent> events_tagged(const std::string& file, const std::string& tag) {
+  std::vector<kiln::train::ScalarEvent> out;
+  for (const auto& e : kiln::train::read_tensorboard_scalars(file))
+    if (e.tag == tag) out.push_back(e);
+  return out;
+}
+
+TEST_F(Train, TensorBoardEventsInTheRunFolder) {
+  const auto files = event_files(dir_a());
+  ASSERT_EQ(files.size(), 1u);
+  // Per epoch, at the step that ends it: the values of the returned metrics (TensorBoard keeps floats).
+  const std::pair<const char*, double EpochMetrics::*> per_epoch[] = {
+      {"epoch/train_loss", &EpochMetrics::train_loss}, {"epoch/train_acc", &EpochMetrics::train_acc},
+      {"epoch/test_loss", &EpochMetrics::test_loss},   {"epoch/test_acc", &EpochMetrics::test_acc},
+      {"epoch/images_per_s", &EpochMetrics::images_per_s}, {"epoch/data_wait_pct", &EpochMetrics::data_wait_pct}};
+  for (const auto& [tag, field] : per_epoch) {
+    SCOPED_TRACE(tag);
+    const auto ev = events_tagged(files[0], tag);
+    ASSERT_EQ(ev.size(), 2u);
+    for (std::size_t e = 0; e < 2; ++e) {
+      EXPECT_EQ(ev[e].step, static_cast<std::int64_t>((e + 1) * kSteps));
+      EXPECT_EQ(ev[e].value, static_cast<float>(history_a()[e].*field));
+    }
+  }
+  // The training loss and lr at every tenth of an epoch, steps increasing, the lr following the schedule.
+  const auto loss = events_tagged(files[0], "train/loss"), lr = events_tagged(files[0], "train/lr");
+  ASSERT_GE(loss.size(), 2u * 5);
+  ASSERT_EQ(lr.size(), loss.size());
+  for (std::size_t i = 0; i < loss.size(); ++i) {
+    EXPECT_EQ(lr[i].step, loss[i].step);
+    if (i > 0) {
+      EXPECT_GT(loss[i].step, loss[i - 1].step);
+    }
+    EXPECT_TRUE(std::isfinite(loss[i].value) && loss[i].value > 0) << loss[i].value;
+    EXPECT_EQ(lr[i].value, loss[i].step <= kSteps ? 0.05f : 0.025f) << "step " << lr[i].step;
+  }
+}
+
+TEST_F(Train, AResumedRunAddsTensorBoardEventsWithContinuingSteps) {
+  TempDir b("kiln_train_tb");
+  kiln::train::fit(base_config(b.path, 1), train(), test());
+  Config c = base_config(b.path, 2);
+  c.resume = true;
+  kiln::train::fit(c, train(), test());
+  const auto files = event_files(b.path);
+  ASSERT_EQ(files.size(), 2u) << "the resumed part writes its own file beside the first";
+  const auto first = events_tagged(files[0], "epoch/test_acc"), second = events_tagged(files[1], "epoch/test_acc");
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(first[0].step, kSteps);
+  EXPECT_EQ(second[0].step, 2 * kSteps) << "steps continue across the resume";
+  for (const auto& e : events_tagged(files[1], "train/loss")) EXPECT_GT(e.step, kSteps);
 }
 
 TEST_F(Train, LoadModelReproducesTheTestAccuracy) {
