@@ -39,7 +39,7 @@ struct Config {
   std::int64_t resize = 0;  // > 0: resize images to resize x resize on the device (MNIST at 224 for AlexNet)
   int epochs = 10;
   std::int64_t batch_size = 128;
-  std::string optimizer = "sgd";  // sgd | adam | adamw
+  std::string optimizer = "sgd";  // a name in the optimizer registry (src/optim/registry.cpp)
   float lr = 0.01f, momentum = 0.9f, weight_decay = 0.0f;
   bool nesterov = false;
   std::string schedule = "constant";  // constant | step | cosine

@@ -4,6 +4,7 @@
 
 #include "io/json.h"
 #include "kiln/train.h"
+#include "optim/registry.h"
 #include "train/report.h"
 
 namespace kiln::train {
@@ -15,8 +16,7 @@ void Config::validate() const {
   KILN_CHECK(std::isfinite(momentum) && momentum >= 0.0f && momentum < 1.0f, "--momentum must be in [0, 1), got ",
              momentum);
   KILN_CHECK(std::isfinite(weight_decay) && weight_decay >= 0.0f, "--weight-decay must be >= 0, got ", weight_decay);
-  KILN_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw", "unknown --optimizer '", optimizer,
-             "' (expected sgd, adam or adamw)");
+  optim::lookup(optimizer, "--optimizer");
   optim::Schedule::parse(schedule);
   KILN_CHECK(warmup_epochs >= 0 && warmup_epochs < epochs, "--warmup-epochs must be in [0, epochs), got ",
              warmup_epochs);

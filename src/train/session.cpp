@@ -4,6 +4,7 @@
 
 #include "io/files.h"
 #include "kiln/cuda.h"
+#include "optim/registry.h"
 
 namespace kiln::train::detail {
 
@@ -23,17 +24,6 @@ ModelSpec spec_for(const Config& config, const data::Source& train) {
   spec.classes = train.num_classes();
   spec.class_names = train.class_names();
   return spec;
-}
-
-std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, std::shared_ptr<nn::ParameterStore> store) {
-  if (c.optimizer == "sgd") {
-    optim::SGDOptions o;
-    o.lr = c.lr, o.momentum = c.momentum, o.weight_decay = c.weight_decay, o.nesterov = c.nesterov;
-    return optim::sgd(std::move(store), o);
-  }
-  optim::AdamOptions o;
-  o.lr = c.lr, o.weight_decay = c.weight_decay, o.decoupled = c.optimizer == "adamw";
-  return optim::adam(std::move(store), o);
 }
 
 // What a resumed run must agree on with the checkpoint it continues.
@@ -101,7 +91,8 @@ void Session::build_model(const io::SafetensorsFile& resumed) {
   dropout_gen = std::make_shared<Generator>(state.seed + 1);
   model = train::build_model(spec, gen, config.device, dropout_gen);
   store = std::make_shared<nn::ParameterStore>(model->named_parameters());
-  optimizer = make_optimizer(config, store);
+  optimizer =
+      optim::create(config.optimizer, store, {config.lr, config.momentum, config.weight_decay, config.nesterov});
   if (!config.resume) return;
   try {
     model->load_state(resumed.tensors);
