@@ -17,7 +17,7 @@ namespace kiln::train {
 
 // What a model is, as stored in a checkpoint's metadata.
 struct ModelSpec {
-  std::string arch = "mlp";                   // "mlp" | "alexnet" | "alexnet2012"
+  std::string arch = "mlp";                   // a name in the architecture registry (src/train/architectures.cpp)
   std::vector<std::int64_t> hidden{512, 256}; // MLP hidden sizes
   std::int64_t groups = 1;                    // alexnet2012: 2 for the paper's two-tower convolutions
   Shape input{1, 28, 28};                     // [C, H, W] the model takes (images are resized to it)

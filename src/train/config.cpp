@@ -5,6 +5,7 @@
 #include "io/json.h"
 #include "kiln/train.h"
 #include "optim/registry.h"
+#include "train/architectures.h"
 #include "train/report.h"
 
 namespace kiln::train {
@@ -17,6 +18,7 @@ void Config::validate() const {
              momentum);
   KILN_CHECK(std::isfinite(weight_decay) && weight_decay >= 0.0f, "--weight-decay must be >= 0, got ", weight_decay);
   optim::lookup(optimizer, "--optimizer");
+  architecture(model.arch, "--model").check_fields(model);
   optim::Schedule::parse(schedule);
   KILN_CHECK(warmup_epochs >= 0 && warmup_epochs < epochs, "--warmup-epochs must be in [0, epochs), got ",
              warmup_epochs);
@@ -28,7 +30,7 @@ void Config::validate() const {
 namespace {
 io::Json config_json(const Config& c) {
   io::Json j = {{"model", c.model.arch}};
-  if (c.model.arch == "mlp") j["hidden"] = c.model.hidden;
+  architecture(c.model.arch).add_json_fields(c.model, j);
   j["dataset"] = c.dataset;
   j["epochs"] = c.epochs;
   j["batch_size"] = c.batch_size;
@@ -39,7 +41,7 @@ io::Json config_json(const Config& c) {
   j["weight_decay"] = io::json_number(c.weight_decay);
   j["schedule"] = c.schedule;
   j["resize"] = c.resize;
-  j["groups"] = c.model.groups;
+  j["groups"] = c.model.groups;  // every architecture's, at the place metrics.jsonl readers know it
   j["warmup_epochs"] = c.warmup_epochs;
   j["seed"] = c.seed;
   j["workers"] = c.workers;
