@@ -5,6 +5,7 @@
 #include "io/json.h"
 #include "kiln/models.h"
 #include "kiln/ops.h"
+#include "kiln/random.h"
 #include "train/checkpoint.h"
 
 namespace kiln::train {
