@@ -22,6 +22,7 @@
 
 #include "backend/backend.h"
 #include "cuda/launch.h"
+#include "common.cuh"
 #include "cuda/runtime.h"
 #include "kiln/random.h"
 
@@ -33,15 +34,11 @@ using kiln::Pool2dParams;
 using kiln::Tensor;
 using std::int64_t;
 using std::uint64_t;
+using kiln::cuda::dev::grid_stride;
 
 constexpr int kThreads = 256;
 
 #define KILN_CNN_HD __host__ __device__ __forceinline__
-
-__device__ __forceinline__ int64_t global_tid() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
 KILN_CNN_HD int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 KILN_CNN_HD int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -95,7 +92,7 @@ KILN_CNN_HD void max_pool_elem(const float* x, const PoolGeom& g, int64_t o, flo
 }
 
 __global__ void max_pool2d_forward_kernel(const float* x, float* y, int* argmax, int64_t n, PoolGeom g) {
-  for (int64_t o = global_tid(); o < n; o += grid_stride()) {
+  for (int64_t o : grid_stride(n)) {
     float v;
     int idx;
     max_pool_elem(x, g, o, &v, &idx);
@@ -135,7 +132,7 @@ KILN_CNN_HD float max_pool_grad_at(const float* dy, const int* argmax, int64_t i
 
 __global__ void max_pool2d_backward_kernel(const float* dy, const int* argmax, float* dx, int64_t n,
                                            PoolBackGeom g) {
-  for (int64_t i = global_tid(); i < n; i += grid_stride()) dx[i] = max_pool_grad_at(dy, argmax, i, g);
+  for (int64_t i : grid_stride(n)) dx[i] = max_pool_grad_at(dy, argmax, i, g);
 }
 
 // ---- adaptive average pooling ----------------------------------------------------------------------
@@ -186,11 +183,11 @@ KILN_CNN_HD float adaptive_avg_backward_elem(const float* dy, const AdaptiveGeom
 }
 
 __global__ void adaptive_avg_forward_kernel(const float* x, float* y, int64_t n, AdaptiveGeom g) {
-  for (int64_t o = global_tid(); o < n; o += grid_stride()) y[o] = adaptive_avg_elem(x, g, o);
+  for (int64_t o : grid_stride(n)) y[o] = adaptive_avg_elem(x, g, o);
 }
 
 __global__ void adaptive_avg_backward_kernel(const float* dy, float* dx, int64_t n, AdaptiveGeom g) {
-  for (int64_t e = global_tid(); e < n; e += grid_stride()) dx[e] = adaptive_avg_backward_elem(dy, g, e);
+  for (int64_t e : grid_stride(n)) dx[e] = adaptive_avg_backward_elem(dy, g, e);
 }
 
 // ---- local response norm ---------------------------------------------------------------------------
@@ -234,7 +231,7 @@ KILN_CNN_HD float lrn_backward_elem(const float* x, const float* y, const float*
 }
 
 __global__ void lrn_forward_kernel(const float* x, float* y, float* scale, int64_t n, LrnGeom g) {
-  for (int64_t e = global_tid(); e < n; e += grid_stride()) {
+  for (int64_t e : grid_stride(n)) {
     float v, sc;
     lrn_elem(x, g, e, &v, &sc);
     y[e] = v;
@@ -244,7 +241,7 @@ __global__ void lrn_forward_kernel(const float* x, float* y, float* scale, int64
 
 __global__ void lrn_backward_kernel(const float* x, const float* y, const float* scale, const float* dy, float* dx,
                                     int64_t n, LrnGeom g) {
-  for (int64_t e = global_tid(); e < n; e += grid_stride()) dx[e] = lrn_backward_elem(x, y, scale, dy, g, e);
+  for (int64_t e : grid_stride(n)) dx[e] = lrn_backward_elem(x, y, scale, dy, g, e);
 }
 
 // ---- dropout -----------------------------------------------------------------------------------------
@@ -254,7 +251,7 @@ __global__ void dropout_kernel(const float* x, float* y, int64_t n, float p, flo
                                uint64_t offset) {
   const uint64_t un = static_cast<uint64_t>(n);
   const uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, un);
-  for (int64_t j = global_tid(); j < static_cast<int64_t>(nb); j += grid_stride())
+  for (int64_t j : grid_stride(static_cast<int64_t>(nb)))
     kiln::philox::for_elements_in_block(kiln::philox::Uniforms{seed}, offset, un, b0 + static_cast<uint64_t>(j),
                                         [&](uint64_t i, float u) { y[i] = u >= p ? mul_rn(x[i], s) : 0.0f; });
 }
@@ -296,7 +293,7 @@ KILN_CNN_HD float resize_elem(const float* x, const ResizeGeom& g, int64_t o) {
 }
 
 __global__ void resize_bilinear_kernel(const float* x, float* y, int64_t n, ResizeGeom g) {
-  for (int64_t o = global_tid(); o < n; o += grid_stride()) y[o] = resize_elem(x, g, o);
+  for (int64_t o : grid_stride(n)) y[o] = resize_elem(x, g, o);
 }
 
 float dropout_scale(float p) { return static_cast<float>(1.0 / (1.0 - static_cast<double>(p))); }

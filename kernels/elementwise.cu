@@ -18,10 +18,11 @@ using kiln::cuda::launch;
 using kiln::DType;
 using kiln::Tensor;
 using std::int64_t;
+using kiln::cuda::dev::block_stride;
 using kiln::cuda::dev::block_sum;
 using kiln::cuda::dev::global_tid;
 using kiln::cuda::dev::grid_stride;
-using kiln::cuda::dev::warp_sum;
+using kiln::cuda::dev::strided;
 
 constexpr int kThreads = 256;
 
@@ -31,7 +32,7 @@ using kiln::cuda::dev::aligned16;
 // ---- fill ----------------------------------------------------------------------------------------
 template <class T>
 __global__ void fill_kernel(T* y, int64_t n, T value) {
-  for (int64_t i = global_tid(); i < n; i += grid_stride()) y[i] = value;
+  for (int64_t i : grid_stride(n)) y[i] = value;
 }
 
 template <class T>
@@ -47,7 +48,7 @@ void launch_fill(Tensor& y, T value) {
 // read and written by the same thread, so aliasing is harmless.
 template <class F>
 __global__ void map1_kernel(const float* x, float* y, int64_t n, F f) {
-  for (int64_t i = global_tid(); i < n; i += grid_stride()) y[i] = f(x[i]);
+  for (int64_t i : grid_stride(n)) y[i] = f(x[i]);
 }
 
 template <class F>
@@ -55,16 +56,16 @@ __global__ void map1_vec4_kernel(const float* x, float* y, int64_t n, F f) {
   const int64_t n4 = n / 4;
   const float4* x4 = reinterpret_cast<const float4*>(x);
   float4* y4 = reinterpret_cast<float4*>(y);
-  for (int64_t i = global_tid(); i < n4; i += grid_stride()) {
+  for (int64_t i : grid_stride(n4)) {
     const float4 a = x4[i];
     y4[i] = make_float4(f(a.x), f(a.y), f(a.z), f(a.w));
   }
-  for (int64_t i = 4 * n4 + global_tid(); i < n; i += grid_stride()) y[i] = f(x[i]);
+  for (int64_t i : grid_stride(4 * n4, n)) y[i] = f(x[i]);
 }
 
 template <class F>
 __global__ void map2_kernel(const float* a, const float* b, float* y, int64_t n, F f) {
-  for (int64_t i = global_tid(); i < n; i += grid_stride()) y[i] = f(a[i], b[i]);
+  for (int64_t i : grid_stride(n)) y[i] = f(a[i], b[i]);
 }
 
 template <class F>
@@ -73,12 +74,12 @@ __global__ void map2_vec4_kernel(const float* a, const float* b, float* y, int64
   const float4* a4 = reinterpret_cast<const float4*>(a);
   const float4* b4 = reinterpret_cast<const float4*>(b);
   float4* y4 = reinterpret_cast<float4*>(y);
-  for (int64_t i = global_tid(); i < n4; i += grid_stride()) {
+  for (int64_t i : grid_stride(n4)) {
     const float4 u = a4[i];
     const float4 v = b4[i];
     y4[i] = make_float4(f(u.x, v.x), f(u.y, v.y), f(u.z, v.z), f(u.w, v.w));
   }
-  for (int64_t i = 4 * n4 + global_tid(); i < n; i += grid_stride()) y[i] = f(a[i], b[i]);
+  for (int64_t i : grid_stride(4 * n4, n)) y[i] = f(a[i], b[i]);
 }
 
 // Launches y = f(x) over n elements on `stream`.
@@ -138,10 +139,10 @@ constexpr unsigned kMaxGridY = 65535;
 
 __global__ void bias_add_rows_vec4_kernel(const float4* x, const float4* bias, float4* y, int64_t rows,
                                           int64_t C4) {
-  const int64_t c4 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t c4 = global_tid();
   if (c4 >= C4) return;
   const float4 b = bias[c4];
-  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+  for (int64_t r : strided(blockIdx.y, rows, gridDim.y)) {
     const float4 v = x[r * C4 + c4];
     y[r * C4 + c4] = make_float4(v.x + b.x, v.y + b.y, v.z + b.z, v.w + b.w);
   }
@@ -150,7 +151,7 @@ __global__ void bias_add_rows_vec4_kernel(const float4* x, const float4* bias, f
 // Narrow rows (C / 4 < kBiasRowThreads): a flat float4 grid-stride loop, one division per 16 bytes.
 __global__ void bias_add_rows_flat_vec4_kernel(const float4* x, const float4* bias, float4* y, int64_t n4,
                                                int64_t C4) {
-  for (int64_t i = global_tid(); i < n4; i += grid_stride()) {
+  for (int64_t i : grid_stride(n4)) {
     const float4 v = x[i], b = bias[i % C4];
     y[i] = make_float4(v.x + b.x, v.y + b.y, v.z + b.z, v.w + b.w);
   }
@@ -158,8 +159,8 @@ __global__ void bias_add_rows_flat_vec4_kernel(const float4* x, const float4* bi
 
 __global__ void bias_add_planes_kernel(const float* x, const float* bias, float* y, int64_t planes, int64_t C,
                                        int64_t inner) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {  // uniform across the block
+  const int64_t i = global_tid();
+  for (int64_t plane : strided(blockIdx.y, planes, gridDim.y)) {  // uniform across the block
     const float b = bias[plane % C];
     if (i < inner) y[plane * inner + i] = x[plane * inner + i] + b;
   }
@@ -167,7 +168,7 @@ __global__ void bias_add_planes_kernel(const float* x, const float* bias, float*
 
 __global__ void bias_add_kernel(const float* x, const float* bias, float* y, int64_t n, int64_t C,
                                 int64_t inner) {
-  for (int64_t i = global_tid(); i < n; i += grid_stride()) {
+  for (int64_t i : grid_stride(n)) {
     const int64_t c = (i / inner) % C;
     y[i] = x[i] + bias[c];
   }
@@ -185,7 +186,7 @@ __global__ void bias_grad_planes_kernel(const float* dy, Out* out, int64_t outer
   __shared__ double smem[33];
   const int64_t s = blockIdx.y;
   const int64_t o0 = s * outer / S, o1 = (s + 1) * outer / S;
-  for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {  // uniform across the block
+  for (int64_t c : block_stride(C)) {  // uniform across the block
     double acc = 0.0;
     if (inner < blockDim.x) {  // small planes: spread the slice's planes over all the threads
       const int64_t m = (o1 - o0) * inner;
@@ -213,8 +214,8 @@ __global__ void bias_grad_cols_kernel(const float* dy, Out* out, int64_t rows, i
   __shared__ double part[kColRows][33];
   const int64_t s = blockIdx.y;
   const int64_t r0 = s * rows / S, r1 = (s + 1) * rows / S;
-  for (int64_t c0 = static_cast<int64_t>(blockIdx.x) * 32; c0 < C; c0 += static_cast<int64_t>(gridDim.x) * 32) {
-    const int64_t c = c0 + threadIdx.x;
+  for (int64_t tile : block_stride((C + 31) / 32)) {  // uniform across the block
+    const int64_t c = tile * 32 + threadIdx.x;
     double acc = 0.0;
     if (c < C)
       for (int64_t r = r0 + threadIdx.y; r < r1; r += kColRows) acc += dy[r * C + c];
@@ -231,7 +232,7 @@ __global__ void bias_grad_cols_kernel(const float* dy, Out* out, int64_t rows, i
 
 // Pass 2: dbias[c] = sum over s of part[s * C + c], in slice order.
 __global__ void bias_grad_slices_kernel(const double* part, float* dbias, int64_t S, int64_t C) {
-  for (int64_t c = global_tid(); c < C; c += grid_stride()) {
+  for (int64_t c : grid_stride(C)) {
     double acc = 0.0;
     for (int64_t s = 0; s < S; ++s) acc += part[s * C + c];
     dbias[c] = static_cast<float>(acc);

@@ -14,6 +14,7 @@ namespace {
 using kiln::cuda::launch;
 
 using kiln::cuda::dev::aligned16;
+using kiln::cuda::dev::grid_stride;
 
 struct ChannelAffine {
   float a[4], b[4];  // y = x * a[c] + b[c]
@@ -23,8 +24,7 @@ struct ChannelAffine {
 // so the four share a channel: MNIST's 28x28 and 224x224 images.
 __global__ void normalize_u8_vec4_kernel(const uchar4* __restrict__ x, float4* __restrict__ y, std::int64_t n4,
                                          std::int64_t C, std::int64_t inner4, ChannelAffine f) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n4;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+  for (std::int64_t i : grid_stride(n4)) {
     const int c = static_cast<int>((i / inner4) % C);
     const uchar4 v = x[i];
     const float a = f.a[c], b = f.b[c];
@@ -35,8 +35,7 @@ __global__ void normalize_u8_vec4_kernel(const uchar4* __restrict__ x, float4* _
 
 __global__ void normalize_u8_kernel(const std::uint8_t* __restrict__ x, float* __restrict__ y, std::int64_t n,
                                     std::int64_t C, std::int64_t inner, ChannelAffine f) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+  for (std::int64_t i : grid_stride(n)) {
     const int c = static_cast<int>((i / inner) % C);
     y[i] = static_cast<float>(x[i]) * f.a[c] + f.b[c];
   }
@@ -85,8 +84,7 @@ struct AdamStep {
 __global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ buf,
                            const float* __restrict__ scalars, std::int64_t n, SgdStep f) {
   f.lr = scalars[0];
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+  for (std::int64_t i : grid_stride(n)) {
     float b = f.has_buf ? buf[i] : 0.0f;
     f(p[i], g[i], b);
     if (f.has_buf) buf[i] = b;
@@ -98,8 +96,7 @@ __global__ void sgd_vec4_kernel(float4* __restrict__ p, const float4* __restrict
                                 const float* __restrict__ scalars, std::int64_t n, SgdStep f) {
   f.lr = scalars[0];
   const std::int64_t n4 = n / 4;
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n4;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+  for (std::int64_t i : grid_stride(n4)) {
     float4 pv = p[i], b = f.has_buf ? buf[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     const float4 gv = g[i];
     f(pv.x, gv.x, b.x);
@@ -111,8 +108,7 @@ __global__ void sgd_vec4_kernel(float4* __restrict__ p, const float4* __restrict
   }
   float *ps = reinterpret_cast<float*>(p), *bs = reinterpret_cast<float*>(buf);
   const float* gs = reinterpret_cast<const float*>(g);
-  for (std::int64_t i = 4 * n4 + blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {  // the tail (n % 4 elements)
+  for (std::int64_t i : grid_stride(4 * n4, n)) {  // the tail (n % 4 elements)
     float b = f.has_buf ? bs[i] : 0.0f;
     f(ps[i], gs[i], b);
     if (f.has_buf) bs[i] = b;
@@ -122,8 +118,7 @@ __global__ void sgd_vec4_kernel(float4* __restrict__ p, const float4* __restrict
 __global__ void adam_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
                             float* __restrict__ v, const float* __restrict__ scalars, std::int64_t n, AdamStep f) {
   f.load(scalars);
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+  for (std::int64_t i : grid_stride(n)) {
     f(p[i], g[i], m[i], v[i]);
   }
 }
@@ -133,8 +128,7 @@ __global__ void adam_vec4_kernel(float4* __restrict__ p, const float4* __restric
                                  AdamStep f) {
   f.load(scalars);
   const std::int64_t n4 = n / 4;
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n4;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+  for (std::int64_t i : grid_stride(n4)) {
     float4 pv = p[i], mv = m[i], vv = v[i];
     const float4 gv = g[i];
     f(pv.x, gv.x, mv.x, vv.x);
@@ -147,8 +141,7 @@ __global__ void adam_vec4_kernel(float4* __restrict__ p, const float4* __restric
   }
   float *ps = reinterpret_cast<float*>(p), *ms = reinterpret_cast<float*>(m), *vs = reinterpret_cast<float*>(v);
   const float* gs = reinterpret_cast<const float*>(g);
-  for (std::int64_t i = 4 * n4 + blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {  // the tail (n % 4 elements)
+  for (std::int64_t i : grid_stride(4 * n4, n)) {  // the tail (n % 4 elements)
     f(ps[i], gs[i], ms[i], vs[i]);
   }
 }

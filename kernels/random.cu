@@ -7,6 +7,7 @@
 
 #include "backend/backend.h"
 #include "cuda/launch.h"
+#include "common.cuh"
 #include "cuda/runtime.h"
 #include "kiln/random.h"
 
@@ -17,19 +18,15 @@ using kiln::cuda::launch;
 using kiln::Tensor;
 using std::int64_t;
 using std::uint64_t;
+using kiln::cuda::dev::grid_stride;
 
 constexpr int kThreads = 256;
-
-__device__ __forceinline__ int64_t global_tid() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
 // One thread per Philox block: up to four elements from one Philox call (two for normals).
 // y[i] = lo + (hi - lo) * uniform(seed, offset + i); span = hi - lo, computed on the host in float.
 __global__ void uniform_kernel(float* y, uint64_t n, uint64_t seed, uint64_t offset, float lo, float span) {
   const uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, n);
-  for (int64_t j = global_tid(); j < static_cast<int64_t>(nb); j += grid_stride())
+  for (int64_t j : grid_stride(static_cast<int64_t>(nb)))
     kiln::philox::for_elements_in_block(kiln::philox::Uniforms{seed}, offset, n, b0 + static_cast<uint64_t>(j),
                                         [&](uint64_t i, float u) { y[i] = __fadd_rn(lo, __fmul_rn(span, u)); });
 }
@@ -37,7 +34,7 @@ __global__ void uniform_kernel(float* y, uint64_t n, uint64_t seed, uint64_t off
 // y[i] = mean + stddev * normal(seed, offset + i)
 __global__ void normal_kernel(float* y, uint64_t n, uint64_t seed, uint64_t offset, float mean, float stddev) {
   const uint64_t b0 = kiln::philox::first_block(offset), nb = kiln::philox::block_count(offset, n);
-  for (int64_t j = global_tid(); j < static_cast<int64_t>(nb); j += grid_stride())
+  for (int64_t j : grid_stride(static_cast<int64_t>(nb)))
     kiln::philox::for_elements_in_block(kiln::philox::Normals{seed}, offset, n, b0 + static_cast<uint64_t>(j),
                                         [&](uint64_t i, float z) { y[i] = __fadd_rn(mean, __fmul_rn(stddev, z)); });
 }

@@ -16,9 +16,10 @@ using kiln::cuda::launch;
 using kiln::DType;
 using kiln::Tensor;
 using std::int64_t;
+using kiln::cuda::dev::block_stride;
 using kiln::cuda::dev::block_sum;
-using kiln::cuda::dev::global_tid;
 using kiln::cuda::dev::grid_stride;
+using kiln::cuda::dev::warp_stride;
 using kiln::cuda::dev::warp_sum;
 
 constexpr int kThreads = 256;      // elementwise and partial-sum blocks
@@ -34,7 +35,7 @@ template <class In, class Out>
 __global__ void sum_partial_kernel(const In* x, int64_t n, Out* out) {
   __shared__ double smem[33];
   double acc = 0.0;
-  for (int64_t i = global_tid(); i < n; i += grid_stride()) acc += x[i];
+  for (int64_t i : grid_stride(n)) acc += x[i];
   acc = block_sum(acc, smem);
   if (threadIdx.x == 0) out[blockIdx.x] = static_cast<Out>(acc);
 }
@@ -43,9 +44,7 @@ __global__ void sum_partial_kernel(const In* x, int64_t n, Out* out) {
 // inner == 1, short rows: one warp per row of n (8 rows per 256-thread block).
 __global__ void sum_rows_warp_kernel(const float* x, float* y, int64_t outer, int64_t n) {
   const int lane = threadIdx.x & 31;
-  const int64_t warps_per_block = blockDim.x >> 5;
-  for (int64_t r = blockIdx.x * warps_per_block + (threadIdx.x >> 5); r < outer;
-       r += static_cast<int64_t>(gridDim.x) * warps_per_block) {  // uniform across the warp
+  for (int64_t r : warp_stride(outer)) {  // uniform across the warp
     const float* xr = x + r * n;
     double acc = 0.0;
     for (int64_t k = lane; k < n; k += 32) acc += xr[k];
@@ -57,7 +56,7 @@ __global__ void sum_rows_warp_kernel(const float* x, float* y, int64_t outer, in
 // inner == 1, long rows: one block per row.
 __global__ void sum_rows_block_kernel(const float* x, float* y, int64_t outer, int64_t n) {
   __shared__ double smem[33];
-  for (int64_t r = blockIdx.x; r < outer; r += gridDim.x) {  // uniform across the block
+  for (int64_t r : block_stride(outer)) {  // uniform across the block
     const float* xr = x + r * n;
     double acc = 0.0;
     for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += xr[k];
@@ -69,7 +68,7 @@ __global__ void sum_rows_block_kernel(const float* x, float* y, int64_t outer, i
 // inner > 1: one thread per output (o, i), walking k; reads are coalesced across i.
 __global__ void sum_strided_kernel(const float* x, float* y, int64_t outer, int64_t n, int64_t inner) {
   const int64_t total = outer * inner;
-  for (int64_t j = global_tid(); j < total; j += grid_stride()) {
+  for (int64_t j : grid_stride(total)) {
     const int64_t o = j / inner;
     const int64_t i = j - o * inner;
     const float* p = x + o * n * inner + i;
@@ -83,7 +82,7 @@ __global__ void sum_strided_kernel(const float* x, float* y, int64_t outer, int6
 __global__ void broadcast_axis_kernel(const float* dy, float s, float* dx, int64_t total, int64_t n,
                                       int64_t inner) {
   const int64_t n_inner = n * inner;
-  for (int64_t j = global_tid(); j < total; j += grid_stride()) {
+  for (int64_t j : grid_stride(total)) {
     const int64_t o = j / n_inner;
     const int64_t i = j - (j / inner) * inner;
     dx[j] = s * dy[o * inner + i];

@@ -12,6 +12,7 @@
 #include "backend/backend.h"
 #include "cuda/launch.h"
 #include "cuda/runtime.h"
+#include "common.cuh"
 
 namespace {
 
@@ -20,6 +21,10 @@ using kiln::cuda::launch;
 using kiln::DType;
 using kiln::Tensor;
 using std::int64_t;
+using kiln::cuda::dev::block_stride;
+using kiln::cuda::dev::grid_stride;
+using kiln::cuda::dev::Strided;
+using kiln::cuda::dev::warp_stride;
 
 constexpr int kWarpBlockThreads = 256;  // warp-per-row kernels: 8 rows per block
 constexpr int kBlockThreads = 512;      // block-per-row kernels
@@ -28,23 +33,13 @@ constexpr int kThreads = 256;           // flat elementwise kernels
 
 __device__ __forceinline__ float nan_f() { return __int_as_float(0x7fc00000); }
 
-__device__ __forceinline__ int64_t global_tid() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
-
 // ---- row mapping ---------------------------------------------------------------------------------
 // The loops over rows are uniform across the threads sharing a row (a warp or the whole block),
 // so the shuffles and barriers inside them are safe.
 template <int G>
-__device__ __forceinline__ int64_t first_row() {
-  if constexpr (G == 32) return static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  else return blockIdx.x;
-}
-template <int G>
-__device__ __forceinline__ int64_t row_stride() {
-  if constexpr (G == 32) return static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
-  else return gridDim.x;
+__device__ __forceinline__ Strided row_range(int64_t N) {
+  if constexpr (G == 32) return warp_stride(N);
+  else return block_stride(N);
 }
 template <int G>
 __device__ __forceinline__ int lane_in_row() {
@@ -53,43 +48,18 @@ __device__ __forceinline__ int lane_in_row() {
 }
 
 // ---- reductions ----------------------------------------------------------------------------------
-// Row reductions run in double (a float max converts exactly); fmax ignores NaN like std::max in
-// the CPU twin, and a NaN still reaches the result through the exp sum.
-struct SumOp {
-  __device__ double operator()(double a, double b) const { return a + b; }
-};
-struct MaxOp {
-  __device__ double operator()(double a, double b) const { return fmax(a, b); }
-};
-
-// xor butterfly: every lane ends with the same (bit-identical) value.
-template <class Op>
-__device__ __forceinline__ double warp_allreduce(double v, Op op) {
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
+// Over the threads sharing a row (common.cuh's warp or block reductions, in double), valid in all
+// of them. `smem` (33 doubles) is used only when G > 32. fmax ignores NaN like std::max in the CPU
+// twin, and a NaN still reaches the result through the exp sum.
+template <int G>
+__device__ double row_sum(double v, double* smem) {
+  if constexpr (G == 32) return kiln::cuda::dev::warp_sum(v);
+  else return kiln::cuda::dev::block_sum(v, smem);
 }
-
-// Reduction over the threads sharing a row, valid in all of them. `smem` (33 doubles) is used
-// only when G > 32; the trailing barrier lets the caller reuse it at once.
-template <int G, class Op>
-__device__ double row_allreduce(double v, Op op, double identity, double* smem) {
-  v = warp_allreduce(v, op);
-  if constexpr (G == 32) {
-    return v;
-  } else {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) smem[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-      double w = lane < G / 32 ? smem[lane] : identity;
-      w = warp_allreduce(w, op);
-      if (lane == 0) smem[32] = w;
-    }
-    __syncthreads();
-    const double r = smem[32];
-    __syncthreads();
-    return r;
-  }
+template <int G>
+__device__ double row_max(double v, double* smem) {
+  if constexpr (G == 32) return kiln::cuda::dev::warp_max(v);
+  else return kiln::cuda::dev::block_max(v, smem);
 }
 
 // Max and log(sum(exp(x - max))) of one row. When the max is +-inf (all -inf, or a +inf present)
@@ -100,7 +70,7 @@ __device__ void row_max_logsum(const float* xr, int64_t C, double* smem, float* 
   const int t = lane_in_row<G>();
   float m = -INFINITY;
   for (int64_t c = t; c < C; c += G) m = fmaxf(m, xr[c]);
-  m = static_cast<float>(row_allreduce<G>(m, MaxOp{}, -INFINITY, smem));
+  m = static_cast<float>(row_max<G>(m, smem));
   *max_out = m;
   if (isinf(m)) {
     *logsum_out = 0.0f;
@@ -108,7 +78,7 @@ __device__ void row_max_logsum(const float* xr, int64_t C, double* smem, float* 
   }
   double s = 0.0;
   for (int64_t c = t; c < C; c += G) s += expf(xr[c] - m);
-  s = row_allreduce<G>(s, SumOp{}, 0.0, smem);
+  s = row_sum<G>(s, smem);
   *logsum_out = static_cast<float>(log(s));
 }
 
@@ -181,7 +151,7 @@ __device__ long long row_argmax(const float* xr, int64_t C, ArgmaxSmem* smem) {
 template <int G>
 __global__ void log_softmax_kernel(const float* x, float* y, int64_t N, int64_t C) {
   __shared__ double smem[33];
-  for (int64_t r = first_row<G>(); r < N; r += row_stride<G>()) {
+  for (int64_t r : row_range<G>(N)) {
     const float* xr = x + r * C;
     float* yr = y + r * C;
     float m, ls;
@@ -193,13 +163,13 @@ __global__ void log_softmax_kernel(const float* x, float* y, int64_t N, int64_t 
 template <int G>
 __global__ void log_softmax_backward_kernel(const float* y, const float* dy, float* dx, int64_t N, int64_t C) {
   __shared__ double smem[33];
-  for (int64_t r = first_row<G>(); r < N; r += row_stride<G>()) {
+  for (int64_t r : row_range<G>(N)) {
     const float* yr = y + r * C;
     const float* dyr = dy + r * C;
     float* dxr = dx + r * C;
     double s = 0.0;
     for (int64_t c = lane_in_row<G>(); c < C; c += G) s += dyr[c];
-    s = row_allreduce<G>(s, SumOp{}, 0.0, smem);
+    s = row_sum<G>(s, smem);
     const float sf = static_cast<float>(s);
     for (int64_t c = lane_in_row<G>(); c < C; c += G) dxr[c] = dyr[c] - expf(yr[c]) * sf;
   }
@@ -209,7 +179,7 @@ template <int G, class L>
 __global__ void softmax_xent_kernel(const float* x, const L* labels, float* losses, float* lse, int64_t N,
                                     int64_t C) {
   __shared__ double smem[33];
-  for (int64_t r = first_row<G>(); r < N; r += row_stride<G>()) {
+  for (int64_t r : row_range<G>(N)) {
     const float* xr = x + r * C;
     float m, ls;
     row_max_logsum<G>(xr, C, smem, &m, &ls);
@@ -229,7 +199,7 @@ __global__ void softmax_xent_backward_kernel(const float* x, const L* labels, co
                                              float s, float* dx, int64_t N, int64_t C) {
   const float g = dloss[0] * s;
   const int64_t total = N * C;
-  for (int64_t j = global_tid(); j < total; j += grid_stride()) {
+  for (int64_t j : grid_stride(total)) {
     const int64_t r = j / C;
     const int64_t c = j - r * C;
     const long long label = static_cast<long long>(labels[r]);
@@ -247,7 +217,7 @@ __global__ void softmax_xent_backward_kernel(const float* x, const L* labels, co
 template <int G>
 __global__ void argmax_kernel(const float* x, int64_t* index, int64_t N, int64_t C) {
   __shared__ ArgmaxSmem smem;
-  for (int64_t r = first_row<G>(); r < N; r += row_stride<G>()) {
+  for (int64_t r : row_range<G>(N)) {
     const long long bi = row_argmax<G>(x + r * C, C, &smem);
     if (lane_in_row<G>() == 0) index[r] = static_cast<int64_t>(bi);
   }
@@ -258,7 +228,7 @@ template <int G, class L>
 __global__ void count_correct_kernel(const float* x, const L* labels, int64_t* count, int64_t N, int64_t C) {
   __shared__ ArgmaxSmem smem;
   unsigned long long correct = 0;
-  for (int64_t r = first_row<G>(); r < N; r += row_stride<G>()) {
+  for (int64_t r : row_range<G>(N)) {
     const long long bi = row_argmax<G>(x + r * C, C, &smem);
     const long long label = static_cast<long long>(labels[r]);
     // An out-of-range label never matches (bi is always in [0, C) when C > 0).

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "core/tensor_impl.h"  // kiln::Storage, to watch intermediates being freed
 #include "test_util.h"
 
 using namespace kt;

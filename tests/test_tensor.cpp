@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/tensor_impl.h"  // kiln::Storage: alignment and pinned memory
 #include "test_util.h"
 
 using namespace kt;

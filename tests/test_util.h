@@ -50,7 +50,8 @@ class DeviceTest : public ::testing::TestWithParam<Device> {
   Device dev() const { return GetParam(); }
   bool on_gpu() const { return GetParam().is_cuda(); }
   // The size knob: the row count of the large cases (multi-block, long-row paths), 257 on the CPU
-  // and on a GPU, 9 on the emulated device (KILN_CUDA=EMULATE), where a CUDA thread costs 0.1-2 us.
+  // and on a GPU, 9 on the emulated device (KILN_CUDA=EMULATE), where each CUDA thread is a fiber on
+  // the host and costs far more than on a GPU (bench/RESULTS.md).
   // The columns keep their size, so every kernel path is still taken. KILN_TEST_SIZE=full: 257 everywhere.
   std::int64_t many_rows() const { return full_size_tests() || !on_gpu() ? 257 : 9; }
 };

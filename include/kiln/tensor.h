@@ -7,7 +7,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -16,7 +15,6 @@
 #include "kiln/device.h"
 #include "kiln/dtype.h"
 #include "kiln/error.h"
-#include "kiln/random.h"
 
 namespace kiln {
 
@@ -24,48 +22,10 @@ using Shape = std::vector<std::int64_t>;
 std::int64_t shape_numel(const Shape& s);
 std::string shape_str(const Shape& s);  // "[128, 784]"
 
-class Node;
+class Generator;  // kiln/random.h
+class Node;      // kiln/autograd.h
 
-// A block of memory on one device. Host memory is 64-byte aligned; pinned host memory
-// (page-locked, for asynchronous copies) comes from the CUDA runtime when it is built in.
-class Storage {
- public:
-  static std::shared_ptr<Storage> allocate(std::size_t bytes, Device device, bool pinned = false);
-  ~Storage();
-  Storage(const Storage&) = delete;
-  Storage& operator=(const Storage&) = delete;
-
-  void* data() const { return data_; }
-  std::size_t bytes() const { return bytes_; }
-  Device device() const { return device_; }
-  bool pinned() const { return pinned_; }
-
- private:
-  Storage() = default;
-  void* data_ = nullptr;
-  std::size_t bytes_ = 0;
-  Device device_;
-  bool pinned_ = false;
-  void* block_ = nullptr;  // allocator bookkeeping for device memory
-};
-
-struct TensorImpl {
-  std::shared_ptr<Storage> storage;
-  std::size_t offset = 0;  // in elements
-  Shape shape;
-  DType dtype = DType::Float32;
-
-  // autograd
-  bool requires_grad = false;
-  std::shared_ptr<TensorImpl> grad;      // accumulated gradient (leaves)
-  std::shared_ptr<Node> grad_fn;         // the op that produced this tensor (non-leaves)
-  std::weak_ptr<Node> grad_accumulator;  // the leaf's accumulation node, shared by all graphs
-  // Set by nn::ParameterStore: the view of its flat gradient buffer that `grad` becomes when a backward
-  // pass first reaches this leaf (written, not reallocated), and the hook run once per backward pass
-  // when this leaf's gradient is final.
-  std::shared_ptr<TensorImpl> grad_view;
-  std::function<void()> grad_ready;
-};
+struct TensorImpl;  // src/core/tensor_impl.h (internal)
 
 class Tensor {
  public:
@@ -120,9 +80,9 @@ class Tensor {
   bool shares_storage(const Tensor& other) const;
 
   // ---- autograd ------------------------------------------------------------------------
-  bool requires_grad() const { return impl_ && impl_->requires_grad; }
+  bool requires_grad() const;
   Tensor& set_requires_grad(bool value);
-  bool is_leaf() const { return !impl_ || !impl_->grad_fn; }
+  bool is_leaf() const;
   Tensor grad() const;  // undefined until a backward pass reaches this leaf
   void zero_grad();     // drops the gradient (set to none)
   void set_grad(const Tensor& g);
@@ -130,6 +90,7 @@ class Tensor {
   void backward(const Tensor& grad = Tensor()) const;
   const std::shared_ptr<Node>& grad_fn() const;
 
+  // Internals, for library code that includes src/core/tensor_impl.h.
   TensorImpl* impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
 

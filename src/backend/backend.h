@@ -6,6 +6,7 @@
 #include "kiln/ops.h"
 #include "kiln/tensor.h"
 
+#define KILN_TWIN(name, bench, params) void name params;
 
 namespace kiln::cpu {
 #include "backend/twins.inc"
@@ -16,3 +17,5 @@ namespace kiln::cuda {
 #include "backend/twins.inc"
 }  // namespace kiln::cuda
 #endif
+
+#undef KILN_TWIN

@@ -3,6 +3,7 @@
 
 #include <unordered_map>
 
+#include "core/tensor_impl.h"
 #include "kiln/ops.h"
 #include "kiln/profile.h"
 

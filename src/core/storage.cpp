@@ -5,8 +5,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/tensor_impl.h"
 #include "kiln/error.h"
-#include "kiln/tensor.h"
 
 #if defined(KILN_WITH_CUDA)
 #include "cuda/runtime.h"

@@ -4,7 +4,9 @@
 #include <cstring>
 #include <sstream>
 
+#include "core/tensor_impl.h"
 #include "kiln/autograd.h"
+#include "kiln/random.h"
 #include "ops/dispatch.h"
 
 namespace kiln {
@@ -269,6 +271,9 @@ bool Tensor::shares_storage(const Tensor& other) const {
 }
 
 // ---- autograd --------------------------------------------------------------------------------------
+bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
+bool Tensor::is_leaf() const { return !impl_ || !impl_->grad_fn; }
+
 Tensor& Tensor::set_requires_grad(bool value) {
   KILN_CHECK(impl_ != nullptr, "set_requires_grad on an undefined tensor");
   KILN_CHECK(is_leaf(), "requires_grad can only be changed on leaf tensors (", str(), " was computed by ",

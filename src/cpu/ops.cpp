@@ -129,7 +129,7 @@ void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   float* pdx = dx.data<float>();
   for_range(dx.numel(), [=](i64 b0, i64 e) {
     // Load dy unconditionally: the select then vectorises (a conditional load would be a branch,
-    // mispredicted half the time on real activations: 13x slower on large tensors).
+    // mispredicted half the time on real activations; bench/RESULTS.md has the cost).
     for (i64 i = b0; i < e; ++i) {
       const float g = pdy[i];
       pdx[i] = py[i] > 0.0f ? g : 0.0f;
@@ -391,7 +391,8 @@ void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const T
 
 void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const Tensor& scalars, float beta1,
                  float beta2, float eps, float weight_decay, bool decoupled) {
-  // Distinct tensors (__restrict), the element in locals and -fno-math-errno: the loop vectorises.
+  // Distinct tensors (__restrict), the element in locals and -fno-math-errno: the loop vectorises
+  // (speed-up in bench/RESULTS.md).
   float* __restrict p = param.data<float>();
   float* __restrict pm = m.data<float>();
   float* __restrict pv = v.data<float>();

@@ -10,8 +10,8 @@
 namespace kiln::cpu {
 
 // Below this many elements a loop runs on one thread: memory-bound loops gain little from a second
-// thread, and OpenMP threads spinning beside OpenBLAS's own pool cost far more (measured: 10x slower
-// MLP epochs with a threshold of 32K on a 2-core machine).
+// thread, and OpenMP threads spinning beside OpenBLAS's own pool cost far more (a much lower threshold
+// made MLP epochs several times slower; the figure is in bench/RESULTS.md).
 constexpr std::int64_t kParallelMin = 1 << 20;
 
 // Calls f(begin, end) over [0, n): once, or on contiguous ranges, one per OpenMP thread, when n is

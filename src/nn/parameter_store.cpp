@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "core/tensor_impl.h"
+
 namespace kiln::nn {
 
 namespace {

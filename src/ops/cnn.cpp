@@ -2,6 +2,7 @@
 // ops.cpp: check, allocate, dispatch to the twins, record the backward closure.
 #include "kiln/autograd.h"
 #include "kiln/ops.h"
+#include "kiln/random.h"
 #include "ops/dispatch.h"
 
 namespace kiln {

@@ -6,6 +6,7 @@
 #include "io/json.h"
 #include "kiln/ops.h"
 #include "train/architectures.h"
+#include "kiln/random.h"
 #include "train/checkpoint.h"
 
 namespace kiln::train {

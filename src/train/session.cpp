@@ -4,6 +4,7 @@
 
 #include "io/files.h"
 #include "kiln/cuda.h"
+#include "kiln/random.h"
 #include "optim/registry.h"
 
 namespace kiln::train::detail {

@@ -52,8 +52,8 @@ mutate no-syncthreads-in-block-sum kernels/common.cuh \
   $'  if (lane == 0) smem[warp] = v;\n  __syncthreads();' $'  if (lane == 0) smem[warp] = v;' \
   '*OpsTest.Sum*gpu:*OpsTest.Mean*gpu'
 mutate off-by-one-elementwise-bound kernels/elementwise.cu \
-  'for (int64_t i = 4 * n4 + global_tid(); i < n; i += grid_stride()) y[i] = f(a[i], b[i]);' \
-  'for (int64_t i = 4 * n4 + global_tid(); i <= n; i += grid_stride()) y[i] = f(a[i], b[i]);' \
+  'for (int64_t i : grid_stride(4 * n4, n)) y[i] = f(a[i], b[i]);' \
+  'for (int64_t i : grid_stride(4 * n4, n + 1)) y[i] = f(a[i], b[i]);' \
   '*OpsTest.AddSubMul*gpu'
 mutate no-wait-for-the-loader-copy src/data/loader.cpp \
   'KILN_CUDA_CHECK(cudaStreamWaitEvent(cuda::current_stream(m.opt.device.index), s.copied, 0));' '' \
