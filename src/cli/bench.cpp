@@ -79,7 +79,7 @@ int given_or(const CLI::Option* flag, int value, std::int64_t fallback) {
   return flag->count() > 0 ? value : static_cast<int>(fallback);
 }
 
-// fit() in profile mode on random images: warm-up steps, timed steps, the per-layer table.
+// train::profile() on random images: warm-up steps, timed steps, the per-layer table.
 int bench_model(BenchOptions& o) {
   train::Config& c = o.cfg;
   require_at_least("--steps", c.profile_steps, 1);
@@ -99,9 +99,10 @@ int bench_model(BenchOptions& o) {
   c.lr = train::default_lr(o.model, c.optimizer);
   c.validate();  // before the random data is made: a bad --batch-size is named, not a bad data size
   c.device = resolve_device(o.device);
-  const std::int64_t n = c.batch_size * (c.profile_steps + 6);
+  const std::int64_t n = c.batch_size * (c.profile_steps + c.profile_warmup_steps + 1);
   const Shape shape{channels, size, size};
-  train::fit(c, data::random_images(n, shape, classes, 1), data::random_images(c.batch_size, shape, classes, 2));
+  train::profile(c, data::random_images(n, shape, classes, 1),
+                 data::random_images(c.batch_size, shape, classes, 2));
   return 0;
 }
 

@@ -1,4 +1,5 @@
-// `kiln train`: flags -> a train::Config and the two data sources, then train::fit().
+// `kiln train`: flags -> a train::Config and the two data sources, then train::fit() (or, with
+// --profile, train::profile()).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -133,6 +134,10 @@ int run_train(TrainOptions& o) {
           ? image_folder_sources(o)
           : Sources{mnist_split(o.data_dir, true, c.dataset), mnist_split(o.data_dir, false, c.dataset)};
   train::install_signal_handlers();
+  if (c.profile_steps > 0) {
+    train::profile(c, data.first, data.second);
+    return 0;
+  }
   const auto history = train::fit(c, data.first, data.second);
   if (!o.quiet && !history.empty())
     std::printf("done: test accuracy %.2f%% after %d epochs; run folder %s\n", 100 * history.back().test_acc,
