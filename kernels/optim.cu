@@ -146,13 +146,16 @@ __global__ void adam_vec4_kernel(float4* __restrict__ p, const float4* __restric
   }
 }
 
-// One thread: the step count and the scalars every update kernel of this step reads. The powers are
-// computed in double, like the CPU twin, so both round the same bias corrections to float.
-__global__ void optim_advance_kernel(std::int64_t* step, float* scalars, float lr, float beta1, float beta2) {
-  const std::int64_t t = ++*step;
-  scalars[0] = lr;
-  scalars[1] = static_cast<float>(1.0 - pow(static_cast<double>(beta1), static_cast<double>(t)));
-  scalars[2] = static_cast<float>(1.0 - pow(static_cast<double>(beta2), static_cast<double>(t)));
+// One thread: the scalars every update kernel of this step reads, from the step count on the device.
+// The same Schedule::lr_at as on the host, and powers in double like the CPU twin, so both round the
+// same bias corrections to float.
+__global__ void optim_advance_kernel(std::int64_t* step, float* scalars, optim::Schedule schedule, float beta1,
+                                     float beta2) {
+  const std::int64_t t = *step;
+  scalars[0] = schedule.lr_at(t);
+  *step = t + 1;
+  scalars[1] = static_cast<float>(1.0 - pow(static_cast<double>(beta1), static_cast<double>(t + 1)));
+  scalars[2] = static_cast<float>(1.0 - pow(static_cast<double>(beta2), static_cast<double>(t + 1)));
 }
 
 }  // namespace
@@ -177,9 +180,9 @@ void normalize_u8(const Tensor& x, const float* mean, const float* std, Tensor& 
   }
 }
 
-void optim_advance(Tensor& step, Tensor& scalars, float lr, float beta1, float beta2) {
+void optim_advance(Tensor& step, Tensor& scalars, const optim::Schedule& schedule, float beta1, float beta2) {
   launch(optim_advance_kernel, 1, 1, 0, current_stream(step.device().index), step.data<std::int64_t>(),
-         scalars.data<float>(), lr, beta1, beta2);
+         scalars.data<float>(), schedule, beta1, beta2);
 }
 
 void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const Tensor& scalars, float momentum,

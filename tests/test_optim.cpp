@@ -255,7 +255,7 @@ TEST_P(OptimUpdate, AdamFirstStepIsLrTimesSign) {
   }
 }
 
-// set_lr between steps (what fit() does every step) changes the size of the next update.
+// set_lr between steps changes the size of the next update.
 TEST_P(OptimUpdate, SetLrAppliesToTheNextStep) {
   const Problem pb;
   NamedTensors params = make_params(pb, dev());

@@ -274,6 +274,23 @@ TEST_F(Train, InterruptedMidEpochThenResumedIsExact) {
   expect_same_tensors(d.file("checkpoint.safetensors"), dir_a() + "/checkpoint.safetensors");
 }
 
+// With one step per epoch every step is an epoch's last: the stop waits for the epoch's checkpoint
+// and comes before the next epoch instead of never.
+TEST_F(Train, AStopDuringAnEpochsLastStepStopsAfterThatEpoch) {
+  TempDir d("kiln_train_last_step");
+  Config c = base_config(d.path, 3);
+  c.batch_size = kTrain;
+  kiln::train::request_stop();
+  const std::string msg = error_of([&] { kiln::train::fit(c, train(), test()); }, "a stop in a one-step epoch");
+  EXPECT_TRUE(contains(msg, "interrupted after epoch 1 of 3")) << msg;
+  const auto md = kiln::io::load_safetensors(d.file("checkpoint.safetensors")).metadata;
+  EXPECT_EQ(md.at("epoch"), "1");
+  EXPECT_EQ(md.at("batch"), "0");
+  c.resume = true;
+  const auto h = kiln::train::fit(c, train(), test());
+  EXPECT_EQ(h.size(), 3u) << "the resumed run finishes the remaining epochs";
+}
+
 TEST_F(Train, NewRunRefusesAFolderWithACheckpoint) {
   TempDir d("kiln_train_busy");
   const std::string ck = copy_checkpoint(dir_a(), d);

@@ -9,6 +9,7 @@
 
 #include "kiln/io.h"
 #include "kiln/parameter_store.h"
+#include "kiln/schedule.h"
 #include "kiln/tensor.h"
 
 namespace kiln::optim {
@@ -16,8 +17,8 @@ namespace kiln::optim {
 // An optimizer updates the parameters of a ParameterStore from their gradients: per group, one launch
 // that advances the device-resident step scalars (lr, bias corrections), then one fused update launch
 // per run of parameters holding a gradient (one per group when every parameter has one; parameters
-// without a gradient are left as they are). No argument of those launches changes from step to step
-// except the learning rate handed to the advance launch.
+// without a gradient are left as they are). The learning rate comes from a Schedule evaluated on the
+// device at the device's step count, so no argument of those launches changes from step to step.
 class Optimizer {
  public:
   explicit Optimizer(std::shared_ptr<nn::ParameterStore> store);
@@ -25,8 +26,12 @@ class Optimizer {
   // Applies one update from the parameters' gradients.
   void step();
   void zero_grad() { store_->zero_grad(); }
-  void set_lr(float lr) { lr_ = lr; }
-  float lr() const { return lr_; }
+  // The learning rate of every later step (a constant schedule).
+  void set_lr(float lr) { schedule_ = Schedule::constant(lr); }
+  // The learning rate of step t is schedule.lr_at(t), t counting every step() since the first.
+  void set_schedule(const Schedule& schedule) { schedule_ = schedule; }
+  // The learning rate the next step() applies.
+  float lr() const { return schedule_.lr_at(steps_); }
   std::int64_t steps() const { return steps_; }
   nn::ParameterStore& store() const { return *store_; }
   // Optimizer state as named tensors ("optim.<param>.momentum", ...) plus the step count, for checkpoints.
@@ -53,7 +58,7 @@ class Optimizer {
 
   std::shared_ptr<nn::ParameterStore> store_;
   std::vector<StateBuffer> state_;
-  float lr_ = 0.01f;
+  Schedule schedule_;
 
  private:
   struct DeviceScalars {
@@ -78,18 +83,5 @@ struct AdamOptions {
 };
 std::unique_ptr<Optimizer> adam(std::shared_ptr<nn::ParameterStore> store, const AdamOptions& options);
 std::unique_ptr<Optimizer> adam(io::NamedTensors params, const AdamOptions& options);
-
-// Learning rate per step: base lr, shaped by a schedule, after an optional linear warm-up.
-struct Schedule {
-  enum class Kind { Constant, Step, Cosine } kind = Kind::Constant;
-  float base_lr = 0.01f;
-  std::int64_t total_steps = 1;    // for cosine
-  std::int64_t step_size = 1;      // for step: decay every step_size steps
-  float gamma = 0.1f;              // for step
-  std::int64_t warmup_steps = 0;   // linear from base_lr / warmup_steps up to base_lr
-  float min_lr = 0.0f;             // cosine floor
-  float lr_at(std::int64_t step) const;
-  static Kind parse(const std::string& name);  // "constant" | "step" | "cosine"
-};
 
 }  // namespace kiln::optim

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kiln/ops.h"
+#include "kiln/schedule.h"
 #include "kiln/tensor.h"
 
 #define KILN_TWIN(name, bench, params) void name params;

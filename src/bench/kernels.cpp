@@ -378,8 +378,9 @@ Cases bench_normalize_u8(const Env& e) {
 Tensor step_scalars(const Env& e) { return Tensor::from_vector<float>({1e-6f, 0.5f, 0.5f, 0.0f}, {4}, e.dev); }
 Cases bench_optim_advance(const Env& e) {
   Tensor step = Tensor::zeros({1}, DType::Int64, e.dev), scalars = step_scalars(e);
+  const optim::Schedule schedule = optim::Schedule::constant(1e-6f);
   return {{"", shape_str({1}), 16.0,
-           [=]() mutable { KILN_DISPATCH(e.dev, optim_advance, step, scalars, 1e-6f, 0.9f, 0.999f); }}};
+           [=]() mutable { KILN_DISPATCH(e.dev, optim_advance, step, scalars, schedule, 0.9f, 0.999f); }}};
 }
 Cases bench_sgd_update(const Env& e) {
   Tensor p = e.rnd({e.n}), g = e.rnd({e.n}), buf = e.rnd({e.n}), sc = step_scalars(e);

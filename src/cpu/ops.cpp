@@ -355,11 +355,11 @@ void normalize_u8(const Tensor& x, const float* mean, const float* std, Tensor& 
 }
 
 // ---- optimizers --------------------------------------------------------------------------------------
-void optim_advance(Tensor& step, Tensor& scalars, float lr, float beta1, float beta2) {
+void optim_advance(Tensor& step, Tensor& scalars, const optim::Schedule& schedule, float beta1, float beta2) {
   std::int64_t& t = step.data<std::int64_t>()[0];
-  ++t;
   float* s = scalars.data<float>();
-  s[0] = lr;
+  s[0] = schedule.lr_at(t);
+  ++t;
   s[1] = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(t)));
   s[2] = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(t)));
 }

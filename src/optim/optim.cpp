@@ -37,7 +37,7 @@ class SGD final : public Optimizer {
     KILN_CHECK(o.momentum >= 0.0f && o.momentum < 1.0f, "sgd: momentum must be in [0, 1), got ", o.momentum);
     KILN_CHECK(o.weight_decay >= 0.0f, "sgd: weight decay must be >= 0, got ", o.weight_decay);
     KILN_CHECK(!o.nesterov || o.momentum > 0.0f, "sgd: Nesterov momentum needs momentum > 0");
-    lr_ = o.lr;
+    schedule_ = Schedule::constant(o.lr);
     if (o.momentum > 0.0f) add_state("momentum");
   }
   std::string name() const override { return "sgd"; }
@@ -60,7 +60,7 @@ class Adam final : public Optimizer {
     KILN_CHECK(o.beta1 >= 0.0f && o.beta1 < 1.0f && o.beta2 >= 0.0f && o.beta2 < 1.0f,
                "adam: betas must be in [0, 1), got ", o.beta1, ", ", o.beta2);
     KILN_CHECK(o.eps > 0.0f && o.weight_decay >= 0.0f, "adam: eps must be > 0 and weight decay >= 0");
-    lr_ = o.lr;
+    schedule_ = Schedule::constant(o.lr);
     add_state("exp_avg");
     add_state("exp_avg_sq");
   }
@@ -99,7 +99,7 @@ void Optimizer::step() {
   detail::OpScope scope("optimizer.step");
   for (std::size_t g = 0; g < device_.size(); ++g) {
     DeviceScalars& d = device_[g];
-    KILN_DISPATCH(d.step.device(), optim_advance, d.step, d.scalars, lr_, beta1(), beta2());
+    KILN_DISPATCH(d.step.device(), optim_advance, d.step, d.scalars, schedule_, beta1(), beta2());
     for (const Range& run : store_->runs_with_grad(g)) update(run, d.scalars);
   }
   ++steps_;
@@ -139,22 +139,6 @@ std::unique_ptr<Optimizer> adam(std::shared_ptr<nn::ParameterStore> store, const
 
 std::unique_ptr<Optimizer> adam(io::NamedTensors params, const AdamOptions& options) {
   return adam(std::make_shared<nn::ParameterStore>(params), options);
-}
-
-float Schedule::lr_at(std::int64_t step) const {
-  if (warmup_steps > 0 && step < warmup_steps)
-    return base_lr * static_cast<float>(step + 1) / static_cast<float>(warmup_steps);
-  const std::int64_t s = step - warmup_steps;
-  switch (kind) {
-    case Kind::Constant: return base_lr;
-    case Kind::Step: return base_lr * std::pow(gamma, static_cast<float>(s / std::max<std::int64_t>(step_size, 1)));
-    case Kind::Cosine: {
-      const std::int64_t span = std::max<std::int64_t>(total_steps - warmup_steps, 1);
-      const double frac = std::min(1.0, static_cast<double>(s) / static_cast<double>(span));
-      return min_lr + static_cast<float>(0.5 * (1.0 + std::cos(3.141592653589793 * frac))) * (base_lr - min_lr);
-    }
-  }
-  return base_lr;
 }
 
 Schedule::Kind Schedule::parse(const std::string& name) {

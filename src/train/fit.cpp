@@ -33,7 +33,7 @@ struct EpochRun {
   detail::RunState start;  // position and tallies when this process took the epoch up
   Clock::time_point t0 = Clock::now();
   std::int64_t step = 0;   // batches done in the epoch
-  double lr = 0;
+  double lr = 0;            // of the latest step
 };
 
 class EpochLoop {
@@ -48,6 +48,7 @@ class EpochLoop {
   void tick(const EpochRun& r, const detail::Tallies& tallies);
   void check_finite(double loss_total, const EpochRun& r);
   [[noreturn]] void interrupt(const EpochRun& r, const detail::Tallies& tallies);
+  [[noreturn]] void stop_between_epochs(int epochs_done);
   EpochMetrics measure(const EpochRun& r, const detail::Tallies& tallies);
   void report(const EpochMetrics& m);
 
@@ -90,8 +91,20 @@ void EpochLoop::announce() const {
 
 std::vector<EpochMetrics> EpochLoop::run() {
   announce();
-  for (int epoch = s_.state.epoch; epoch < s_.config.epochs; ++epoch) report(train_epoch(epoch));
+  for (int epoch = s_.state.epoch; epoch < s_.config.epochs; ++epoch) {
+    report(train_epoch(epoch));
+    // A stop that came during the epoch's last step: the epoch's checkpoint is the place to stop.
+    if (detail::stop_requested() && epoch + 1 < s_.config.epochs) stop_between_epochs(epoch + 1);
+  }
   return history_;
+}
+
+void EpochLoop::stop_between_epochs(int epochs_done) {
+  detail::clear_stop();
+  throw Interrupted(kiln::detail::str(
+      "interrupted after epoch ", epochs_done, " of ", s_.config.epochs,
+      s_.paths.enabled() ? "; checkpoint written to " + s_.paths.checkpoint + " (continue with --resume)"
+                         : std::string("; no --out folder, nothing saved")));
 }
 
 bool EpochLoop::next_batch(data::Batch& batch) {
@@ -105,15 +118,15 @@ EpochMetrics EpochLoop::train_epoch(int epoch) {
   r.start.global_step = global_step_;
   if (epoch == s_.state.epoch && s_.state.batch > 0) r.start = s_.state;  // resumed in the middle
   r.step = r.start.batch;
-  r.lr = s_.schedule.lr_at(global_step_);
+  r.lr = s_.optimizer->lr();
   detail::Tallies tallies(dev_, r.start.loss_sum, r.start.correct, r.start.seen);
   s_.model->set_training(true);
   s_.loader->start_epoch(epoch, r.start.batch);
   r.t0 = Clock::now();
   data::Batch batch;
   while (next_batch(batch)) {
-    r.lr = s_.schedule.lr_at(global_step_);
-    Tensor loss = step_.run(batch, static_cast<float>(r.lr), tallies);
+    r.lr = s_.optimizer->lr();  // what the step applies (computed on the device from the same schedule)
+    Tensor loss = step_.run(batch, tallies);
     ++r.step;
     ++global_step_;
     if (dev_.is_cpu()) check_finite(loss.item(), r);  // free on the CPU; a GPU checks at the ticks

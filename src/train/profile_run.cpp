@@ -77,7 +77,8 @@ std::vector<EpochMetrics> profile(const Config& config, std::shared_ptr<const da
         profile::Scope wait_scope("data", "wait", Device::cpu());  // NVTX "data wait"
         if (!s.loader->next(batch)) break;
       }
-      step.run(batch, static_cast<float>(s.schedule.lr_at(global_step++)), tallies);
+      step.run(batch, tallies);
+      ++global_step;
       timer.step();
       if (timer.timed() == config.profile_steps) {
         profile::set_enabled(false);

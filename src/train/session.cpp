@@ -122,6 +122,7 @@ void Session::build_loaders() {
   schedule.step_size =
       steps_per_epoch * (config.step_epochs > 0 ? config.step_epochs : std::max(1, config.epochs / 3));
   schedule.gamma = config.gamma;
+  optimizer->set_schedule(schedule);  // the optimizer's step count is the run's global step
 }
 
 void Session::save(const RunState& at) const {

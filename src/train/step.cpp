@@ -24,8 +24,7 @@ std::int64_t Tallies::correct() const { return correct_.to_vector<std::int64_t>(
 TrainStep::TrainStep(nn::Module& model, const ModelSpec& spec, optim::Optimizer& optimizer)
     : model_(model), spec_(spec), optimizer_(optimizer) {}
 
-Tensor TrainStep::run(const data::Batch& batch, float lr, Tallies& tallies) {
-  optimizer_.set_lr(lr);
+Tensor TrainStep::run(const data::Batch& batch, Tallies& tallies) {
   Tensor logits = model_(prepare_input(spec_, batch.images));
   Tensor loss;
   {

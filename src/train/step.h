@@ -36,8 +36,9 @@ class TrainStep {
   // training reduces the gradients across ranks.
   using GradientHook = std::function<void(nn::ParameterStore&)>;
   void set_gradient_hook(GradientHook hook) { gradient_hook_ = std::move(hook); }
-  // One step on `batch` at learning rate `lr`; returns the loss (on the device).
-  Tensor run(const data::Batch& batch, float lr, Tallies& tallies);
+  // One step on `batch` (at the learning rate the optimizer's schedule gives its step count); returns
+  // the loss (on the device).
+  Tensor run(const data::Batch& batch, Tallies& tallies);
 
  private:
   nn::Module& model_;
