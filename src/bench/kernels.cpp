@@ -172,7 +172,7 @@ class Timer {
 // ---- the cases, one function per twin ------------------------------------------------------------
 // bench_<twin>() makes the twin's tensors and returns its cases (one per shape). The tensors live as
 // long as the cases, which run right after the function returns and are then dropped, so the peak
-// memory is one twin's (at most ~10 large tensors). `n` is the target number of floats per large
+// memory is one twin's (at most five large tensors). `n` is the target number of floats per large
 // tensor; shapes are rounded down to whole rows/images, and the bytes are computed from the actual
 // shapes.
 struct Env {
