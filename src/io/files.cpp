@@ -144,7 +144,8 @@ void append_line(const std::string& path, const std::string& line) {
 }
 
 void check_writable(const std::string& dir) {
-  const std::string probe = dir + "/.kiln-probe." + std::to_string(::getpid());
+  // Named like a temporary of this process, so a probe left by a kill is cleaned up like one.
+  const std::string probe = dir + "/.kiln-probe.tmp." + std::to_string(::getpid()) + ".0";
   const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) KILN_FAIL("the run folder ", dir, " is not writable: cannot create a file in it: ", std::strerror(errno));
   const bool written = write_all(fd, "k", 1);
