@@ -2,7 +2,9 @@
 // rather than iostreams, because only they report why a write failed (errno) and can fsync.
 #include "io/files.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,10 +75,28 @@ void fsync_dir(const std::string& dir, const std::string& written) {
 }
 
 // Unique among the writers of this process (threads included) and of other processes (the pid).
+// writer_pid() below reads this naming back: change both together.
 std::string temporary_name(const std::string& path) {
   static std::atomic<unsigned> counter{0};
   return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
 }
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.size() <= 18 && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// The writer's pid in a temporary file's name ("<name>.tmp.<pid>.<n>"), or 0 if it is not one.
+pid_t writer_pid(const std::string& name) {
+  const std::size_t dot = name.rfind('.');
+  if (dot == std::string::npos || dot == 0 || !all_digits(name.substr(dot + 1))) return 0;
+  const std::size_t pid_dot = name.rfind('.', dot - 1);
+  if (pid_dot == std::string::npos || pid_dot < 4 || name.compare(pid_dot - 4, 4, ".tmp") != 0) return 0;
+  const std::string pid = name.substr(pid_dot + 1, dot - pid_dot - 1);
+  return all_digits(pid) ? static_cast<pid_t>(std::stoll(pid)) : 0;
+}
+
+// EPERM means the process exists but belongs to someone else: alive.
+bool process_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH); }
 
 void make_dir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0755) == 0) return;
@@ -121,6 +141,31 @@ void append_line(const std::string& path, const std::string& line) {
   const int write_err = errno;
   const bool closed = ::close(fd) == 0;
   if (!written || !closed) KILN_FAIL("cannot append to ", path, ": ", std::strerror(written ? errno : write_err));
+}
+
+void check_writable(const std::string& dir) {
+  // Named like a temporary of this process, so a probe left by a kill is cleaned up like one.
+  const std::string probe = dir + "/.kiln-probe.tmp." + std::to_string(::getpid()) + ".0";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) KILN_FAIL("the run folder ", dir, " is not writable: cannot create a file in it: ", std::strerror(errno));
+  const bool written = write_all(fd, "k", 1);
+  const int err = errno;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  if (!written) KILN_FAIL("the run folder ", dir, " is not writable: writing ", probe, " failed: ", std::strerror(err));
+}
+
+int remove_stale_temporaries(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return 0;  // nothing to clean where nothing can be listed; the writes will say why
+  int removed = 0;
+  while (const dirent* e = ::readdir(d)) {
+    const pid_t pid = writer_pid(e->d_name);
+    if (pid == 0 || process_alive(pid)) continue;
+    if (::unlink((dir + "/" + e->d_name).c_str()) == 0) ++removed;
+  }
+  ::closedir(d);
+  return removed;
 }
 
 void write_atomic(const std::string& path, std::string_view bytes) {

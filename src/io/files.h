@@ -17,6 +17,12 @@ void make_dirs(const std::string& path);
 std::string read_all(const std::string& path);
 // Appends `line` and a newline in one write, so a crash never leaves half a line behind.
 void append_line(const std::string& path, const std::string& line);
+// Throws, naming `dir`, unless a file can be created, written and removed in it: a run checks its
+// folder before training instead of failing at its first save.
+void check_writable(const std::string& dir);
+// Removes the temporary files that write_atomic writers left in `dir` when they were killed (their
+// pid is no longer alive), and returns how many. A live writer's temporary is never touched.
+int remove_stale_temporaries(const std::string& dir);
 
 // Replaces `path` with `bytes` (or the parts one after another): written to a temporary file in the
 // same folder, fsync'ed, renamed over `path`, and the folder fsync'ed. On failure the temporary

@@ -70,6 +70,7 @@ Session::Session(const Config& c, std::shared_ptr<const data::Source> train, std
 io::SafetensorsFile Session::open_run_folder() {
   io::SafetensorsFile resumed;
   if (!paths.enabled()) return resumed;
+  claim_run_folder();
   if (config.resume) {
     KILN_CHECK(io::exists(paths.checkpoint), "--resume: no checkpoint at ", paths.checkpoint,
                " (start a new run without --resume)");
@@ -83,8 +84,20 @@ io::SafetensorsFile Session::open_run_folder() {
     KILN_CHECK(!io::exists(paths.checkpoint), paths.dir, " already holds a run (", paths.checkpoint,
                "); continue it with --resume or choose another --out");
   }
-  io::make_dirs(paths.dir);
   return resumed;
+}
+
+// Before any other check or write: the lock (a second run on the folder fails here), a probe that
+// the folder takes files (so a read-only one fails now, not at the first save after an epoch), and
+// the temporaries of writers that were killed mid-save (hundreds of MB each for AlexNet). Under the
+// lock no other kiln writes here, so those are the dead writers' leftovers only.
+void Session::claim_run_folder() {
+  KILN_CHECK(!config.resume || io::exists(paths.dir), "--resume: no checkpoint at ", paths.checkpoint,
+             " (the folder ", paths.dir, " does not exist)");
+  io::make_dirs(paths.dir);
+  lock = std::make_unique<io::RunLock>(paths.dir);
+  io::check_writable(paths.dir);
+  io::remove_stale_temporaries(paths.dir);
 }
 
 void Session::build_model(const io::SafetensorsFile& resumed) {

@@ -9,6 +9,7 @@
 #include "kiln/optim.h"
 #include "kiln/parameter_store.h"
 #include "kiln/train.h"
+#include "io/run_lock.h"
 #include "train/run_state.h"
 
 namespace kiln::train::detail {
@@ -30,6 +31,8 @@ struct Session {
 
   const Config& config;
   const RunPaths paths;
+  // Held while the Session lives (declared early, so released after everything else is torn down).
+  std::unique_ptr<io::RunLock> lock;
   std::shared_ptr<const data::Source> train_source, test_source;
   ModelSpec spec;
   RunState state;
@@ -43,6 +46,7 @@ struct Session {
 
  private:
   io::SafetensorsFile open_run_folder();
+  void claim_run_folder();
   void build_model(const io::SafetensorsFile& resumed);
   void build_loaders();
 };

@@ -72,6 +72,29 @@ mkdir -p "$T/cutrun" && cp "$T/run/"* "$T/cutrun/" && truncate -s 2000 "$T/cutru
 expect_error "resume from a truncated checkpoint" "checkpoint.safetensors" "$KILN" train --data "$D" --out "$T/cutrun" --epochs 2 --resume --device cpu
 [[ $(stat -c %s "$T/cutrun/checkpoint.safetensors") == 2000 ]] || { echo "FAIL: the failed resume replaced the checkpoint"; fails=$((fails + 1)); }
 
+# Run-folder lock: a second run (new or --resume) on a folder that a live run uses fails at once,
+# naming the folder and the holder's pid. SIGKILLed, the holder leaves its lock file (and maybe a
+# half-written temporary) behind, but neither blocks --resume, which removes the temporary.
+L=$T/locked
+"$KILN" train --data "$D" --epochs 100000 --batch-size 16 --device cpu --out "$L" --quiet >/dev/null 2>&1 &
+holder=$!
+for ((i = 0; i < 600; i++)); do [[ -s $L/checkpoint.safetensors ]] && break; sleep 0.05; done
+busy="the run folder $L is in use by another kiln process (pid $holder)"
+expect_error "new run on a folder in use" "$busy" "$KILN" train --data "$D" --out "$L" --batch-size 16 --device cpu
+expect_error "resume of a folder in use" "$busy" "$KILN" train --data "$D" --out "$L" --epochs 100000 --batch-size 16 --resume --device cpu
+kill -0 "$holder" 2>/dev/null || { echo "FAIL: the holder stopped while the other runs were refused"; fails=$((fails + 1)); }
+kill -KILL "$holder"
+wait "$holder" 2>/dev/null
+[[ -e $L/.lock ]] || { echo "FAIL: the killed run left no lock file (the test proves nothing)"; fails=$((fails + 1)); }
+done_epochs=$(head -c 8192 "$L/checkpoint.safetensors" | grep -ao '"epoch":"[0-9]*"' | head -1 | tr -dc 0-9)
+if "$KILN" train --data "$D" --out "$L" --epochs $((done_epochs + 1)) --batch-size 16 --resume --device cpu --quiet >/dev/null; then
+  passes=$((passes + 1))
+else
+  echo "FAIL: --resume after the holder was killed"; fails=$((fails + 1))
+fi
+leftover=$(ls -A "$L" | grep -E '\.tmp\.|^\.lock$')
+[[ -z $leftover ]] || { echo "FAIL: left in the run folder: $leftover"; fails=$((fails + 1)); }
+
 # Images
 echo "not an image" >"$T/bad.png"
 expect_error "undecodable image" "bad.png" "$KILN" predict --checkpoint "$T/run/model.safetensors" "$T/bad.png" --device cpu
