@@ -140,7 +140,8 @@ TEST(ProtoWire, MalformedInputThrows) {
     proto::Reader r(*m);
     EXPECT_THROW(r.next(&f), kiln::Error) << hex(*m);
   }
-  proto::Reader r(bytes_of({0x08, 0x01}));  // a varint read as a double
+  const std::string varint = bytes_of({0x08, 0x01});  // a varint read as a double
+  proto::Reader r(varint);
   ASSERT_TRUE(r.next(&f));
   EXPECT_THROW(f.as_double(), kiln::Error);
 }

@@ -46,6 +46,8 @@ struct Field {
 class Reader {
  public:
   explicit Reader(std::string_view message) : message_(message) {}
+  // The reader views the message: a temporary string would be gone before the first field.
+  explicit Reader(std::string&&) = delete;
   // The next field into *field; false at the end of the message. kiln::Error (naming the byte
   // offset in the message) on a truncated or malformed field.
   bool next(Field* field);
