@@ -7,7 +7,6 @@
 
 #include "io/files.h"
 #include "kiln/cuda.h"
-#include "kiln/profile.h"
 #include "train/evaluate.h"
 #include "train/report.h"
 #include "train/session.h"
@@ -44,7 +43,6 @@ class EpochLoop {
  private:
   void announce() const;
   EpochMetrics train_epoch(int epoch);
-  bool next_batch(data::Batch& batch);
   void tick(const EpochRun& r, const detail::Tallies& tallies);
   void check_finite(double loss_total, const EpochRun& r);
   [[noreturn]] void interrupt(const EpochRun& r, const detail::Tallies& tallies);
@@ -107,11 +105,6 @@ void EpochLoop::stop_between_epochs(int epochs_done) {
                          : std::string("; no --out folder, nothing saved")));
 }
 
-bool EpochLoop::next_batch(data::Batch& batch) {
-  profile::Scope wait_scope("data", "wait", Device::cpu());  // NVTX "data wait"
-  return s_.loader->next(batch);
-}
-
 EpochMetrics EpochLoop::train_epoch(int epoch) {
   EpochRun r;
   r.start.epoch = epoch;
@@ -124,7 +117,7 @@ EpochMetrics EpochLoop::train_epoch(int epoch) {
   s_.loader->start_epoch(epoch, r.start.batch);
   r.t0 = Clock::now();
   data::Batch batch;
-  while (next_batch(batch)) {
+  while (detail::next_batch(*s_.loader, batch)) {
     r.lr = s_.optimizer->lr();  // what the step applies (computed on the device from the same schedule)
     Tensor loss = step_.run(batch, tallies);
     ++r.step;

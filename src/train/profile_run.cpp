@@ -67,18 +67,14 @@ std::vector<EpochMetrics> profile(const Config& config, std::shared_ptr<const da
   detail::TrainStep step(*s.model, s.spec, *s.optimizer);
   detail::Tallies tallies(config.device, 0.0, 0, 0);
   StepTimer timer(config.device, config.profile_warmup_steps);
-  std::int64_t global_step = s.state.global_step;
+  std::int64_t steps_run = 0;
   s.model->set_training(true);
   data::Batch batch;
   for (int epoch = s.state.epoch; epoch < config.epochs; ++epoch) {
     s.loader->start_epoch(epoch, epoch == s.state.epoch ? s.state.batch : 0);
-    for (;;) {
-      {
-        profile::Scope wait_scope("data", "wait", Device::cpu());  // NVTX "data wait"
-        if (!s.loader->next(batch)) break;
-      }
+    while (detail::next_batch(*s.loader, batch)) {
       step.run(batch, tallies);
-      ++global_step;
+      ++steps_run;
       timer.step();
       if (timer.timed() == config.profile_steps) {
         profile::set_enabled(false);
@@ -89,7 +85,7 @@ std::vector<EpochMetrics> profile(const Config& config, std::shared_ptr<const da
   }
   profile::set_enabled(false);
   KILN_FAIL("--profile ", config.profile_steps, " with ", config.profile_warmup_steps,
-            " warm-up steps needs more steps than the run has left (", global_step - s.state.global_step,
+            " warm-up steps needs more steps than the run has left (", steps_run,
             "); lower --profile or raise --epochs");
 }
 

@@ -128,6 +128,7 @@ void Session::build_loaders() {
   test_loader = std::make_unique<data::Loader>(test_source, to);
   steps_per_epoch = loader->batches_per_epoch();
 
+  optim::Schedule schedule;
   schedule.kind = optim::Schedule::parse(config.schedule);
   schedule.base_lr = config.lr;
   schedule.total_steps = steps_per_epoch * config.epochs;

@@ -22,8 +22,8 @@ struct RunPaths {
 };
 
 // The validated config, the model spec the data asks for, the run state (resumed from the run
-// folder's checkpoint when config.resume), and the model, parameter store, optimizer, loaders and
-// learning-rate schedule built from them.
+// folder's checkpoint when config.resume), and the model, parameter store, optimizer (with its
+// learning-rate schedule) and loaders built from them.
 struct Session {
   Session(const Config& config, std::shared_ptr<const data::Source> train, std::shared_ptr<const data::Source> test);
   // Writes the checkpoint (model, optimizer, `at`) and the weights-only model file, each atomically.
@@ -41,7 +41,6 @@ struct Session {
   std::shared_ptr<nn::ParameterStore> store;
   std::unique_ptr<optim::Optimizer> optimizer;
   std::unique_ptr<data::Loader> loader, test_loader;
-  optim::Schedule schedule;
   std::int64_t steps_per_epoch = 0;
 
  private:

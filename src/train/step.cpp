@@ -6,6 +6,11 @@
 
 namespace kiln::train::detail {
 
+bool next_batch(data::Loader& loader, data::Batch& batch) {
+  profile::Scope wait_scope("data", "wait", Device::cpu());  // NVTX "data wait"
+  return loader.next(batch);
+}
+
 Tallies::Tallies(Device device, double loss_sum, std::int64_t correct, std::int64_t seen)
     : loss_sum_(Tensor::full({}, static_cast<float>(loss_sum), device)),
       correct_(Tensor::from_vector<std::int64_t>({correct}, {}, device)),

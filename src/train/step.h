@@ -27,6 +27,9 @@ class Tallies {
   std::int64_t seen_;
 };
 
+// The next batch of `loader`, timed as the NVTX/profile "data wait" region.
+bool next_batch(data::Loader& loader, data::Batch& batch);
+
 // prepare input -> forward -> loss -> backward -> gradient hook -> update -> tallies, with no host
 // reads: on a GPU the host only enqueues work, so a step can later be captured as a CUDA graph.
 class TrainStep {
