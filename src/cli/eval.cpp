@@ -25,7 +25,7 @@ std::shared_ptr<const data::Source> eval_source(const EvalOptions& o, const trai
 }
 
 int run_eval(EvalOptions& o) {
-  require_at_least("--batch-size", o.batch_size, 1);
+  check_in_range("--batch-size", o.batch_size, 1, train::kMaxBatchSize);
   const Device dev = resolve_device(o.device);
   train::LoadedModel loaded = load_model_for(o.checkpoint, dev, o.dataset);
   if (o.data_dir.empty()) o.data_dir = default_data_dir(o.dataset);

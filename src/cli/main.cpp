@@ -3,7 +3,9 @@
 // status: 1 for a kiln::Error, 130 for an interrupted run (checkpoint written), 2 for anything else.
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <vector>
 
@@ -12,9 +14,20 @@
 
 namespace {
 
+// Results go to stdout, which may be a file on a full disk or a closed pipe: output that was lost
+// is a failure, reported like any other, not a success.
+void check_stdout_written() {
+  errno = 0;
+  const bool failed = std::fflush(stdout) != 0 || std::ferror(stdout);
+  KILN_CHECK(!failed, "cannot write the results to standard output: ",
+             errno ? std::strerror(errno) : "write error");
+}
+
 int run_reporting_errors(const kiln::cli::Subcommand& command) {
   try {
-    return command.run();
+    const int status = command.run();
+    check_stdout_written();
+    return status;
   } catch (const kiln::train::Interrupted& e) {
     std::fprintf(stderr, "kiln: %s\n", e.what());
     return 130;

@@ -105,6 +105,7 @@ void configure(TrainOptions& o) {
   c.model.hidden = parse_hidden(o.hidden);
   dataset_stats(c.dataset, c.model.mean, c.model.std);
   c.progress = !o.quiet;
+  KILN_CHECK(!c.out_dir.empty(), "--out must name a run folder, got an empty path");
   if (o.lr->count() == 0) c.lr = train::default_lr(o.model, c.optimizer);
   c.validate();
   c.device = resolve_device(o.device);

@@ -2,8 +2,11 @@
 #include "kiln/image.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <vector>
+
+#include "io/files.h"
 
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_FAILURE_USERMSG
@@ -16,7 +19,11 @@ Image decode_image(const std::string& path, int channels) {
   int w = 0, h = 0, n = 0;
   // stb converts 16-bit images to 8 bits and any channel count (grey, grey+alpha, RGB, RGBA) to the
   // one requested. stbi_failure_reason() is thread-local in this build (STBI_THREAD_LOCAL).
-  stbi_uc* pixels = stbi_load(path.c_str(), &w, &h, &n, channels);
+  const std::string bytes = io::read_all(path);  // a regular file only: never blocks on a FIFO
+  KILN_CHECK(bytes.size() <= static_cast<std::size_t>(INT_MAX), path, ": ", bytes.size(),
+             " bytes is too large for an image");
+  stbi_uc* pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                                          static_cast<int>(bytes.size()), &w, &h, &n, channels);
   if (!pixels) KILN_FAIL(path, ": cannot decode image: ", stbi_failure_reason());
   Image img;
   img.width = w, img.height = h, img.channels = channels;
