@@ -57,6 +57,8 @@ void add_kernel_flags(CLI::App& cmd, BenchOptions& o) {
 // Decoded images per second of the image-folder pipeline, in total and per worker thread.
 int bench_loader(const BenchOptions& o) {
   const train::Config& c = o.cfg;
+  check_in_range("--batch-size", c.batch_size, 1, train::kMaxBatchSize);
+  check_in_range("--workers", c.workers, 1, 256);
   auto src = std::make_shared<data::ImageFolder>(o.loader_folder, folder_options(3, o.image_size, false, true));
   data::LoaderOptions lo;
   lo.batch_size = c.batch_size, lo.workers = c.workers, lo.device = Device::cpu(), lo.seed = 1;

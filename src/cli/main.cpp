@@ -1,12 +1,14 @@
 // The `kiln` command-line tool: train, bench, eval, predict, info (one file each, see commands.h).
 // Every failure reaches main() as an exception and becomes one clear line on stderr and an exit
-// status: 1 for a kiln::Error, 130 for an interrupted run (checkpoint written), 2 for anything else.
+// status: 1 for a kiln::Error, 130 for an interrupted run (checkpoint written), 2 for a flag that
+// does not parse and for anything else.
 #include <CLI/CLI.hpp>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <string>
 #include <vector>
 
 #include "cli/commands.h"
@@ -40,6 +42,12 @@ int run_reporting_errors(const kiln::cli::Subcommand& command) {
   }
 }
 
+// " train" when a subcommand was named, else "": where --help tells more.
+std::string subcommand_name(const CLI::App& app) {
+  for (const CLI::App* sub : app.get_subcommands()) return " " + sub->get_name();
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -54,7 +62,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    // A bad flag reads like every other failure: one "kiln: error:" line.
+    std::fprintf(stderr, "kiln: error: %s (see kiln%s --help)\n", e.what(), subcommand_name(app).c_str());
+    return 2;
   }
   for (const auto& command : commands)
     if (command.app->parsed()) return run_reporting_errors(command);

@@ -24,6 +24,7 @@ struct TrainOptions {
   bool strict = false, quiet = false;
   CLI::Option* lr = nullptr;       // not given: the architecture's default for the optimizer
   CLI::Option* workers = nullptr;  // not given: more threads for image folders, which decode
+  std::vector<CLI::Option*> folder_flags;  // meaningful for --dataset imagefolder only
 };
 
 using Sources = std::pair<std::shared_ptr<const data::Source>, std::shared_ptr<const data::Source>>;
@@ -39,11 +40,12 @@ void add_model_flags(CLI::App& cmd, TrainOptions& o) {
 void add_data_flags(CLI::App& cmd, TrainOptions& o) {
   cmd.add_option("--dataset", o.cfg.dataset, "mnist | fashion-mnist | imagefolder")->capture_default_str();
   cmd.add_option("--data", o.data_dir, "Dataset folder (default: data/<dataset>; imagefolder: DIR/<class>/<image>)");
-  cmd.add_option("--val-data", o.val_dir, "imagefolder: validation folder (default: a seeded 10% hold-out)");
-  cmd.add_option("--image-size", o.image_size, "imagefolder: crop size fed to the model")->capture_default_str();
-  cmd.add_option("--channels", o.channels, "imagefolder: 3 (RGB) or 1 (grey)")->capture_default_str();
-  cmd.add_flag("--strict", o.strict,
-               "imagefolder: a file that fails to decode is an error (default: skipped, counted)");
+  o.folder_flags = {
+      cmd.add_option("--val-data", o.val_dir, "imagefolder: validation folder (default: a seeded 10% hold-out)"),
+      cmd.add_option("--image-size", o.image_size, "imagefolder: crop size fed to the model")->capture_default_str(),
+      cmd.add_option("--channels", o.channels, "imagefolder: 3 (RGB) or 1 (grey)")->capture_default_str(),
+      cmd.add_flag("--strict", o.strict,
+                   "imagefolder: a file that fails to decode is an error (default: skipped, counted)")};
   cmd.add_option("--resize", o.cfg.resize, "Resize images to NxN on the device (e.g. 224 for AlexNet on MNIST)");
 }
 
@@ -61,7 +63,11 @@ void add_optimisation_flags(CLI::App& cmd, TrainOptions& o) {
   cmd.add_option("--warmup-epochs", c.warmup_epochs, "Linear learning-rate warm-up epochs")->capture_default_str();
   cmd.add_option("--step-epochs", c.step_epochs, "Step schedule: multiply lr by --gamma every N epochs (0: epochs/3)");
   cmd.add_option("--gamma", c.gamma, "Step schedule decay factor")->capture_default_str();
-  cmd.add_option("--seed", c.seed, "Seed for initialisation and shuffling")->capture_default_str();
+  cmd.add_option("--seed", c.seed, "Seed for initialisation and shuffling")
+      ->capture_default_str()
+      ->check(CLI::Validator(  // "-1" would otherwise wrap to 2^64 - 1
+          [](std::string& v) { return v.rfind('-', 0) == 0 ? std::string("must not be negative") : std::string(); },
+          ""));
 }
 
 void add_run_flags(CLI::App& cmd, TrainOptions& o) {
@@ -106,6 +112,9 @@ void configure(TrainOptions& o) {
   dataset_stats(c.dataset, c.model.mean, c.model.std);
   c.progress = !o.quiet;
   KILN_CHECK(!c.out_dir.empty(), "--out must name a run folder, got an empty path");
+  for (const CLI::Option* flag : o.folder_flags)  // silently ignored, it would mislead
+    KILN_CHECK(c.dataset == "imagefolder" || flag->count() == 0, flag->get_name(),
+               " applies to --dataset imagefolder only (this run is --dataset ", c.dataset, ")");
   if (o.lr->count() == 0) c.lr = train::default_lr(o.model, c.optimizer);
   c.validate();
   c.device = resolve_device(o.device);

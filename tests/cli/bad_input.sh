@@ -139,6 +139,15 @@ expect_error "diverged in the last step" "the test loss became" \
 [[ ! -e $T/diverged/model.safetensors ]] || { echo "FAIL: a diverged run saved its weights"; fails=$((fails + 1)); }
 expect_error "a run larger than memory" "out of host memory" \
   env KILN_HOST_MEMORY_LIMIT=300M "$KILN" train --data "$D" --out "$T/x" --hidden 8000,8000 --device cpu --quiet
+expect_error "negative seed (would wrap)" "--seed: must not be negative" "$KILN" train --data "$D" --seed -1 --out "$T/x"
+expect_error "a flag that does not parse" "kiln: error: Could not convert: --epochs" \
+  "$KILN" train --data "$D" --epochs abc --out "$T/x"
+expect_error "bench --kernels: two billion repeats" "--repeat must be in" \
+  "$KILN" bench --kernels --repeat 2000000000 --elements 65536 --device cpu
+expect_error "bench --loader-only: batch size 0" "--batch-size must be in" \
+  "$KILN" bench --loader-only "$T" --batch-size 0 --device cpu
+expect_error "an image-folder flag on MNIST (ignored before)" "--val-data applies to --dataset imagefolder only" \
+  "$KILN" train --data "$D" --val-data "$T" --out "$T/x" --device cpu
 [[ $(cksum <"$ck") == "$sum_before" ]] || { echo "FAIL: a refused command changed the checkpoint"; fails=$((fails + 1)); }
 
 # A run killed before its first checkpoint leaves only a config line: the next run starts afresh.
