@@ -4,12 +4,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/resume.h"
 #include "optim/registry.h"
 #include "train/architectures.h"
 
@@ -25,6 +27,7 @@ struct TrainOptions {
   CLI::Option* lr = nullptr;       // not given: the architecture's default for the optimizer
   CLI::Option* workers = nullptr;  // not given: more threads for image folders, which decode
   std::vector<CLI::Option*> folder_flags;  // meaningful for --dataset imagefolder only
+  const CLI::App* cmd = nullptr;           // which flags were given (--resume takes the others from the run)
 };
 
 using Sources = std::pair<std::shared_ptr<const data::Source>, std::shared_ptr<const data::Source>>;
@@ -107,15 +110,17 @@ std::vector<std::int64_t> parse_hidden(const std::string& text) {
 // Everything fit() needs from the flags except the data; validated once, by Config::validate.
 void configure(TrainOptions& o) {
   train::Config& c = o.cfg;
+  KILN_CHECK(!c.out_dir.empty(), "--out must name a run folder, got an empty path");
+  const std::set<std::string> inherited =
+      c.resume ? inherit_run_flags(*o.cmd, c, o.model, o.hidden, o.quiet) : std::set<std::string>{};
   c.model.arch = o.model;
   c.model.hidden = parse_hidden(o.hidden);
   dataset_stats(c.dataset, c.model.mean, c.model.std);
   c.progress = !o.quiet;
-  KILN_CHECK(!c.out_dir.empty(), "--out must name a run folder, got an empty path");
   for (const CLI::Option* flag : o.folder_flags)  // silently ignored, it would mislead
     KILN_CHECK(c.dataset == "imagefolder" || flag->count() == 0, flag->get_name(),
                " applies to --dataset imagefolder only (this run is --dataset ", c.dataset, ")");
-  if (o.lr->count() == 0) c.lr = train::default_lr(o.model, c.optimizer);
+  if (o.lr->count() == 0 && inherited.count("--lr") == 0) c.lr = train::default_lr(o.model, c.optimizer);
   c.validate();
   c.device = resolve_device(o.device);
   if (o.data_dir.empty()) o.data_dir = default_data_dir(c.dataset);
@@ -161,6 +166,7 @@ Subcommand add_train(CLI::App& kiln) {
   auto o = std::make_shared<TrainOptions>();
   CLI::App* cmd =
       kiln.add_subcommand("train", "Train a model; writes checkpoints, metrics.jsonl and curves.svg to --out");
+  o->cmd = cmd;
   add_model_flags(*cmd, *o);
   add_data_flags(*cmd, *o);
   add_optimisation_flags(*cmd, *o);

@@ -47,6 +47,8 @@ io::Json config_json(const Config& c) {
   j["resize"] = c.resize;
   j["groups"] = c.model.groups;  // every architecture's, at the place metrics.jsonl readers know it
   j["warmup_epochs"] = c.warmup_epochs;
+  j["step_epochs"] = c.step_epochs;
+  j["gamma"] = io::json_number(c.gamma);
   j["seed"] = c.seed;
   j["workers"] = c.workers;
   j["device"] = c.device.str();

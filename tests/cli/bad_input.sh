@@ -150,6 +150,17 @@ expect_error "an image-folder flag on MNIST (ignored before)" "--val-data applie
   "$KILN" train --data "$D" --val-data "$T" --out "$T/x" --device cpu
 [[ $(cksum <"$ck") == "$sum_before" ]] || { echo "FAIL: a refused command changed the checkpoint"; fails=$((fails + 1)); }
 
+# --resume without the run's flags continues the run as started (not with the defaults): the
+# resumed config line in metrics.jsonl holds the run's --lr, --schedule and --hidden.
+R=$T/inherit
+"$KILN" train --data "$D" --out "$R" --lr 0.1 --schedule cosine --hidden 64 --epochs 1 --batch-size 16 --device cpu --quiet
+if "$KILN" train --data "$D" --out "$R" --epochs 2 --resume --device cpu --quiet &&
+  tail -2 "$R/metrics.jsonl" | head -1 | grep -q '"hidden":\[64\],.*"batch_size":16,.*"lr":0.1,.*"schedule":"cosine"'; then
+  passes=$((passes + 1))
+else
+  echo "FAIL: --resume did not continue with the run's flags: $(tail -2 "$R/metrics.jsonl" | head -1)"; fails=$((fails + 1))
+fi
+
 # A run killed before its first checkpoint leaves only a config line: the next run starts afresh.
 K=$T/killed
 mkdir -p "$K" && echo '{"config":{"model":"mlp"},"parameters":1,"resumed_from_epoch":-1}' >"$K/metrics.jsonl"
