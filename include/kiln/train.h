@@ -72,7 +72,7 @@ struct EpochMetrics {
   std::string to_json() const;
 };
 
-// Thrown by fit() when a stop was requested (SIGINT/SIGTERM); the checkpoint has been written.
+// Thrown by fit() when a stop was requested (SIGINT/SIGTERM/SIGHUP); the checkpoint has been written.
 class Interrupted : public Error {
  public:
   using Error::Error;
@@ -81,7 +81,7 @@ class Interrupted : public Error {
 // Async-signal-safe: asks fit() (running, or about to run) to finish its current step, checkpoint and
 // stop; the request is consumed when fit() throws Interrupted.
 void request_stop();
-// Installs request_stop() as the SIGINT and SIGTERM handler.
+// Installs request_stop() as the SIGINT, SIGTERM and SIGHUP handler.
 void install_signal_handlers();
 
 // Trains per `config` (resuming from out_dir/checkpoint.safetensors when config.resume), evaluating on

@@ -1,5 +1,6 @@
-// Stopping a run cleanly: the first SIGINT/SIGTERM asks the loop to checkpoint and stop after the
-// current step; a second one ends the process at once.
+// Stopping a run cleanly: the first SIGINT/SIGTERM/SIGHUP asks the loop to checkpoint and stop after
+// the current step; a second one ends the process at once. SIGHUP is what a dropped SSH session or a
+// closed terminal sends: without it, a disconnect would lose everything since the last epoch.
 #include "train/signals.h"
 
 #include <atomic>
@@ -27,6 +28,7 @@ void request_stop() { g_stop.store(true); }
 void install_signal_handlers() {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGHUP, on_signal);
 }
 
 namespace detail {

@@ -1,4 +1,4 @@
-// Internal: the stop request set by SIGINT/SIGTERM (request_stop() in kiln/train.h) and read by the
+// Internal: the stop request set by SIGINT/SIGTERM/SIGHUP (request_stop() in kiln/train.h) and read by the
 // training loop between steps.
 #pragma once
 

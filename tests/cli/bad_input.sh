@@ -161,6 +161,14 @@ else
   echo "FAIL: --resume did not continue with the run's flags: $(tail -2 "$R/metrics.jsonl" | head -1)"; fails=$((fails + 1))
 fi
 
+# A dropped SSH session (SIGHUP) checkpoints and stops like Ctrl-C: status 130, resumable.
+H=$T/hangup
+"$KILN" train --data "$D" --epochs 100000 --batch-size 16 --device cpu --out "$H" --quiet >/dev/null 2>&1 &
+pid=$!
+for ((i = 0; i < 600; i++)); do [[ -s $H/checkpoint.safetensors ]] && break; sleep 0.05; done
+kill -HUP "$pid"; wait "$pid"; status=$?
+if [[ $status == 130 ]]; then passes=$((passes + 1)); else echo "FAIL: SIGHUP: exit status $status, not 130"; fails=$((fails + 1)); fi
+
 # A run killed before its first checkpoint leaves only a config line: the next run starts afresh.
 K=$T/killed
 mkdir -p "$K" && echo '{"config":{"model":"mlp"},"parameters":1,"resumed_from_epoch":-1}' >"$K/metrics.jsonl"
