@@ -4,7 +4,8 @@
 
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
+#include <sstream>
+#include <string>
 
 #include "io/files.h"
 #include "kiln/autograd.h"
@@ -123,22 +124,19 @@ io::SafetensorsFile Session::open_run_folder() {
   return resumed;
 }
 
-// A run that was killed before its first checkpoint left only its config line in metrics.jsonl
-// (and maybe TensorBoard step scalars): nothing to resume, and appending to it would mix two runs.
+// A run that was killed before its first checkpoint left only its config line in metrics.jsonl:
+// nothing to resume, and appending to it would mix two runs, so it goes. A metrics.jsonl with epoch
+// rows (or not kiln's) is someone's results: refused, never removed.
 void Session::discard_unfinished_run() const {
-  std::vector<std::string> leftovers;
-  for (const auto& entry : std::filesystem::directory_iterator(paths.dir)) {
-    const std::string name = entry.path().filename().string();
-    const bool ours = name == "metrics.jsonl" || name == "curves.svg" ||
-                      (name.rfind("events.out.tfevents.", 0) == 0 && name.size() > 5 &&
-                       name.compare(name.size() - 5, 5, ".kiln") == 0);
-    if (ours && entry.is_regular_file()) leftovers.push_back(entry.path().string());
-  }
-  if (leftovers.empty()) return;
-  for (const auto& path : leftovers) io::remove_file(path);
+  if (!io::exists(paths.metrics)) return;
+  std::istringstream lines(io::read_all(paths.metrics));
+  for (std::string line; std::getline(lines, line);)
+    KILN_CHECK(line.rfind("{\"config\":", 0) == 0, paths.dir, " holds ", paths.metrics,
+               " with results but no checkpoint; choose another --out, or move the file away to train anew here");
+  io::remove_file(paths.metrics);
   if (config.progress)
-    std::fprintf(stderr, "kiln: %s held a run that stopped before its first checkpoint; removed its %zu files\n",
-                 paths.dir.c_str(), leftovers.size());
+    std::fprintf(stderr, "kiln: %s held a run that stopped before its first checkpoint; starting afresh\n",
+                 paths.dir.c_str());
 }
 
 // NaN or infinite weights (a last step that diverged, after its loss was checked) never replace a

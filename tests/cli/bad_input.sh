@@ -179,6 +179,11 @@ else
   echo "FAIL: a run into a killed run's folder: $(grep -c '"config"' "$K/metrics.jsonl") config lines"; fails=$((fails + 1))
 fi
 
+mkdir -p "$T/results" && printf '{"config":{}}\n{"epoch":1,"test_acc":0.9}\n' >"$T/results/metrics.jsonl"
+expect_error "new run over results without checkpoint" "with results but no checkpoint" \
+  "$KILN" train --data "$D" --out "$T/results" --device cpu
+[[ $(wc -l <"$T/results/metrics.jsonl") == 2 ]] || { echo "FAIL: the refused run changed metrics.jsonl"; fails=$((fails + 1)); }
+
 # A run stopped mid-epoch, resumed on a smaller training set, is refused naming both sizes.
 M=$T/midepoch
 "$KILN" train --data "$D" --epochs 1000 --batch-size 4 --device cpu --out "$M" --quiet >/dev/null 2>&1 &
