@@ -68,12 +68,19 @@ void center_crop_resize(const Image& img, int out_h, int out_w, std::uint8_t* ds
   crop_resize(img, (w - cw) / 2, (h - ch) / 2, cw, ch, out_h, out_w, false, dst);
 }
 
+void apply_eval_transform(const Image& img, EvalTransform t, int out_h, int out_w, std::uint8_t* dst) {
+  if (t == EvalTransform::CenterCrop)
+    center_crop_resize(img, out_h, out_w, dst);
+  else
+    crop_resize(img, 0, 0, img.width, img.height, out_h, out_w, false, dst);
+}
+
 Tensor load_image(const std::string& path, int channels, int height, int width) {
   KILN_CHECK(channels == 1 || channels == 3, "load_image: channels must be 1 or 3, got ", channels);
   KILN_CHECK(height > 0 && width > 0, "load_image: bad target size ", height, "x", width);
   const Image img = decode_image(path, channels);
   Tensor t = Tensor::empty({channels, height, width}, DType::UInt8);
-  crop_resize(img, 0, 0, img.width, img.height, height, width, false, t.data<std::uint8_t>());
+  apply_eval_transform(img, EvalTransform::Resize, height, width, t.data<std::uint8_t>());
   return t;
 }
 
