@@ -11,8 +11,23 @@
 
 namespace kiln::data {
 
+namespace {
+// A header whose size exceeds this is refused before anything is allocated: a file of a few bytes
+// can claim 16000 x 16000 pixels (stb's own limits allow up to 2^24 per side, and about 1 GB of
+// decoded data for PNG), and image-folder workers decode several files at once.
+constexpr std::int64_t kMaxPixels = std::int64_t{1} << 28;  // 16384 x 16384
+
+void check_dimensions(const std::string& path) {
+  int w = 0, h = 0, n = 0;
+  if (!stbi_info(path.c_str(), &w, &h, &n)) return;  // not an image: stbi_load says why
+  KILN_CHECK(static_cast<std::int64_t>(w) * h <= kMaxPixels, path, ": image of ", w, "x", h,
+             " pixels is too large to decode (at most ", kMaxPixels, " pixels, e.g. 16384x16384)");
+}
+}  // namespace
+
 Image decode_image(const std::string& path, int channels) {
   KILN_CHECK(channels == 1 || channels == 3, "decode_image: channels must be 1 or 3, got ", channels);
+  check_dimensions(path);
   int w = 0, h = 0, n = 0;
   // stb converts 16-bit images to 8 bits and any channel count (grey, grey+alpha, RGB, RGBA) to the
   // one requested. stbi_failure_reason() is thread-local in this build (STBI_THREAD_LOCAL).

@@ -115,6 +115,32 @@ plain=$("$KILN" predict --checkpoint "$T/cnn/model.safetensors" --device cpu "${
 check "plain predict escapes odd file names, one line each" \
   test "$(wc -l <<<"$plain")" = 2 -a -n "$(grep -F '\xff.png:' <<<"$plain")" -a -n "$(grep -F 'new\nline.png:' <<<"$plain")"
 
+# Odd image files: a header claiming a huge image is refused before decoding; tiny, grey, grey+alpha,
+# RGBA and 16-bit PNGs all classify, with either model.
+python3 -c 'import struct, sys, zlib
+body = b"IHDR" + struct.pack(">IIBBBBB", 16000, 17000, 8, 2, 0, 0, 0)
+sys.stdout.buffer.write(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + body + struct.pack(">I", zlib.crc32(body)))' >"$T/bomb.png"
+expect_error "predict: a PNG header claiming 16000x17000 pixels" "bomb.png: image of 16000x17000 pixels is too large" \
+  "$KILN" predict --checkpoint "$T/cnn/model.safetensors" --device cpu "$T/bomb.png"
+$IMG png "$T/1x1.png" 1 1 && $IMG png "$T/grey.png" 30 20 1 && $IMG png "$T/ga.png" 30 20 2
+$IMG png "$T/rgba.png" 30 20 4 && $IMG png "$T/grey16.png" 30 20 1 16 && $IMG png "$T/rgb16.png" 30 20 3 16
+for run in mlp cnn; do
+  out=$("$KILN" predict --checkpoint "$T/$run/model.safetensors" --device cpu --top-k 100 "$T"/{1x1,grey,ga,rgba,grey16,rgb16}.png)
+  check "predict on 1x1, grey, grey+alpha, RGBA and 16-bit PNGs ($run)" test "$(grep -cE '^[^:]+\.png: (ant|bee) \([0-9.]+%\), (ant|bee) \([0-9.]+%\)$' <<<"$out")" = 6
+done
+expect_error "predict --top-k 0" "--top-k must be at least 1" "$KILN" predict --checkpoint "$T/cnn/model.safetensors" --top-k 0 "$T/grey.png"
+# Folders: an empty class folder is an error naming it; a class of junk files is evaluated without
+# it, naming them; a directory named like an image is not an image.
+mkdir -p "$T/emptyclass" && cp -r "$T/ab/ant" "$T/ab/bee" "$T/emptyclass/" && mkdir "$T/emptyclass/cat"
+expect_error "eval: an empty class folder" "class 'cat' ($T/emptyclass/cat) holds no images" \
+  "${EVAL[@]}" --checkpoint "$T/cnn/model.safetensors" --data "$T/emptyclass"
+mkdir -p "$T/junkclass/bee" "$T/ab/ant/dir.png" && cp -r "$T/ab/ant" "$T/junkclass/" && echo x >"$T/junkclass/bee/1.png"
+check "eval: a class of junk files is skipped and named" bash -c '"$@" 2>&1 | grep -qF "skipped 1 undecodable file: ${@: -1}/bee/1.png"' \
+  _ "${EVAL[@]}" --checkpoint "$T/cnn/model.safetensors" --data "$T/junkclass"
+check "eval: a directory named like an image is no image" bash -c '"$@" | grep -qF "(12 images)"' \
+  _ "${EVAL[@]}" --checkpoint "$T/cnn/model.safetensors" --data "$T/ab"
+rmdir "$T/ab/ant/dir.png"
+
 # predict in batches: 150 files (three forward passes) give the lines the files give one by one.
 many=()
 for i in $(seq 0 149); do many+=("$T/ab/$( ((i % 2)) && echo bee || echo ant)/$((i % 6)).png"); done
