@@ -2,6 +2,9 @@
 // file left, an error naming the file and the system's reason), reads, appends and folders.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -136,6 +139,22 @@ TEST(Files, ExistsSeesFilesAndFolders) {
   EXPECT_FALSE(kiln::io::exists(dir.file("nothing")));
   kiln::io::write_atomic(dir.file("f"), "");
   EXPECT_TRUE(kiln::io::exists(dir.file("f")));
+}
+
+// Files named by users are opened only if regular: a FIFO (which would block until a writer comes)
+// and a folder are refused at once, naming the path.
+TEST(Files, OnlyRegularFilesAreOpened) {
+  TempDir dir("kiln_files");
+  const std::string fifo = dir.file("pipe");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  expect_error([&] { kiln::io::read_all(fifo); }, {fifo, "not a regular file"});
+  expect_error([&] { kiln::io::InputFile f(dir.path); }, {dir.path, "a folder"});
+  kiln::io::write_atomic(dir.file("ok"), "fine");
+  std::uint64_t size = 0;
+  const int fd = kiln::io::open_regular_file(dir.file("ok"), &size);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(size, 4u);
+  ::close(fd);
 }
 
 }  // namespace

@@ -68,7 +68,7 @@ TEST(Json, ConfigKeepsItsKeysAndOrder) {
   for (const auto& [k, v] : parsed.items()) keys.push_back(k);
   EXPECT_EQ(keys, (std::vector<std::string>{"model", "hidden", "dataset", "epochs", "batch_size", "optimizer", "lr",
                                             "momentum", "nesterov", "weight_decay", "schedule", "resize", "groups",
-                                            "warmup_epochs", "seed", "workers", "device"}));
+                                            "warmup_epochs", "step_epochs", "gamma", "seed", "workers", "device"}));
   EXPECT_EQ(parsed["hidden"], Json::parse("[64,32]"));
   EXPECT_EQ(parsed["device"], "cpu");
   c.model.arch = "alexnet";

@@ -179,6 +179,19 @@ TEST(Loader, BatchesPerEpoch) {
   }
 }
 
+// A batch size beyond the dataset (up to the largest a flag allows) is one batch of every sample:
+// no size computed from it wraps, and the batch buffers are sized by the dataset.
+TEST(Loader, BatchSizeBeyondTheDatasetIsOneBatch) {
+  const Dataset ds = make_dataset(10);
+  for (std::int64_t bs : {std::int64_t{11}, std::int64_t{1} << 24, std::int64_t{1} << 62}) {
+    Loader l(ds, opts(bs));
+    EXPECT_EQ(l.batches_per_epoch(), 1) << "batch size " << bs;
+    const Epoch ep = read_epoch(l, 0);
+    ASSERT_EQ(ep.size(), 1u);
+    EXPECT_EQ(ep[0].size(), 10u);
+  }
+}
+
 TEST(Loader, StartEpochMidwayYieldsTheRemainingBatches) {
   const Dataset ds = make_dataset(45);
   Loader loader(ds, opts(6, 3));

@@ -195,6 +195,24 @@ TEST(ArchitectureRegistry, UnknownNamesListTheKnownOnes) {
                           {"run/model.safetensors", "resnet", "mlp, alexnet, alexnet2012"}, "decode_spec");
 }
 
+// A hand-edited or damaged model file: sizes beyond what kiln trains, or a normalisation that is not
+// finite, fail when the spec is read, naming the file and the field, not as a huge allocation later.
+TEST(ArchitectureRegistry, DecodeSpecBoundsEveryField) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"classes", "99999999999"}, {"input", "1,99999999,28"}, {"input", "100,28,28"},
+      {"mean", "nan"},            {"std", "-1"},              {"mean", "0.1,0.2,0.3"}};
+  const std::vector<std::string> needles = {"classes must be in [2, 1048576]", "input height must be in",
+                                            "input channels must be in",     "mean nan",
+                                            "std -1",                          "3 mean and 1 std"};
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    kiln::train::detail::Metadata md;
+    kiln::train::detail::encode_spec(ModelSpec{}, md);
+    md[cases[i].first] = cases[i].second;
+    kt::expect_error_naming([&] { kiln::train::detail::decode_spec(md, "run/model.safetensors"); },
+                            {"run/model.safetensors", needles[i]}, cases[i].first + "=" + cases[i].second);
+  }
+}
+
 TEST(ArchitectureRegistry, DefaultLearningRates) {
   for (const Architecture& a : kiln::train::architectures())
     for (const std::string& o : kiln::optim::known_names()) {

@@ -47,6 +47,32 @@ TEST(TensorBasics, ShapeNumelStr) {
   EXPECT_EQ(kiln::dtype_size(DType::UInt8), 1u);
 }
 
+// Sizes that come from users are bounded, but the element count itself never wraps: a shape whose
+// product overflows, and a tensor whose byte size does, are errors naming the shape, not a bad_alloc
+// or a small buffer written past its end.
+TEST(TensorBasics, SizesThatOverflowAreErrors) {
+  const std::int64_t big = std::int64_t{1} << 40;
+  EXPECT_THROW(kiln::shape_numel({big, big}), kiln::Error);
+  EXPECT_THROW(kiln::shape_numel({2, -3}), kiln::Error);
+  try {
+    Tensor::empty({std::int64_t{1} << 31, std::int64_t{1} << 31});  // 2^62 floats: 2^64 bytes
+    ADD_FAILURE() << "no error";
+  } catch (const kiln::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[2147483648, 2147483648]"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Tensor::empty({std::int64_t{1} << 40}), kiln::OutOfMemoryError);  // 4 TiB: over the host limit
+}
+
+TEST(CheckInRange, NamesTheFlagTheBoundsAndTheValue) {
+  EXPECT_NO_THROW(kiln::check_in_range("--x", 5, 1, 5));
+  try {
+    kiln::check_in_range("--batch-size", -7, 1, 100);
+    ADD_FAILURE() << "no error";
+  } catch (const kiln::Error& e) {
+    EXPECT_STREQ(e.what(), "--batch-size must be in [1, 100], got -7");
+  }
+}
+
 TEST(TensorBasics, CreationAndElementAccess) {
   Tensor z = Tensor::zeros({3, 4});
   for (float v : z.to_vector()) EXPECT_EQ(v, 0.0f);

@@ -4,6 +4,7 @@
 // (or OutOfMemoryError) and main() or the test decides what to do with it.
 #pragma once
 
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -30,6 +31,10 @@ std::string str(const Args&... args) {
 }
 [[noreturn]] void throw_error(const std::string& msg);
 }  // namespace detail
+
+// Every size a user gives (a flag, a field) is bounded before anything is computed from it, so no
+// product of sizes can wrap: "<what> must be in [lo, hi], got <value>" when value is outside.
+void check_in_range(const char* what, std::int64_t value, std::int64_t lo, std::int64_t hi);
 
 }  // namespace kiln
 

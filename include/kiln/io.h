@@ -31,5 +31,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 // dtypes, shapes whose byte size matches [begin, end), offsets inside the data and not overlapping.
 // Every failure is a kiln::Error naming the file and, where one is at fault, the tensor.
 SafetensorsFile load_safetensors(const std::string& path);
+// Only the "__metadata__" object, without reading the tensors (a checkpoint's run config).
+std::map<std::string, std::string> load_safetensors_metadata(const std::string& path);
 
 }  // namespace kiln::io

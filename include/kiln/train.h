@@ -35,6 +35,10 @@ std::unique_ptr<nn::Module> build_model(const ModelSpec& spec, Generator& gen, D
 // device to spec.input when the images are smaller or larger, flattened for MLPs.
 Tensor prepare_input(const ModelSpec& spec, const Tensor& images);
 
+// Bounds on what a user can ask for, so that no size computed from them can overflow.
+constexpr std::int64_t kMaxBatchSize = std::int64_t{1} << 24;
+constexpr int kMaxEpochs = 1000000, kMaxSteps = 10000000;
+
 struct Config {
   ModelSpec model;
   std::string dataset = "mnist";

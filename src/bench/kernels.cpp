@@ -484,7 +484,7 @@ const Twin kTwins[] = {
 }  // namespace
 
 int kernel_bandwidth(Device dev, const KernelBenchOptions& o) {
-  KILN_CHECK(o.repeat >= 0, "--repeat must be at least 1, got ", o.repeat);
+  check_in_range("--repeat", o.repeat, 0, 10000);  // 0: the device's default
   KILN_CHECK(o.min_fraction >= 0.0 && o.min_fraction <= 2.0, "--min-fraction must be in [0, 2], got ", o.min_fraction);
   const int64_t n = o.elements;
   const int repeat = o.repeat > 0 ? o.repeat : (dev.is_cuda() ? 20 : 5);

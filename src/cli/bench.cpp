@@ -57,6 +57,8 @@ void add_kernel_flags(CLI::App& cmd, BenchOptions& o) {
 // Decoded images per second of the image-folder pipeline, in total and per worker thread.
 int bench_loader(const BenchOptions& o) {
   const train::Config& c = o.cfg;
+  check_in_range("--batch-size", c.batch_size, 1, train::kMaxBatchSize);
+  check_in_range("--workers", c.workers, 1, 256);
   auto src = std::make_shared<data::ImageFolder>(o.loader_folder, folder_options(3, o.image_size, false, true));
   data::LoaderOptions lo;
   lo.batch_size = c.batch_size, lo.workers = c.workers, lo.device = Device::cpu(), lo.seed = 1;
@@ -82,7 +84,7 @@ int given_or(const CLI::Option* flag, int value, std::int64_t fallback) {
 // train::profile() on random images: warm-up steps, timed steps, the per-layer table.
 int bench_model(BenchOptions& o) {
   train::Config& c = o.cfg;
-  require_at_least("--steps", c.profile_steps, 1);
+  check_in_range("--steps", c.profile_steps, 1, train::kMaxSteps);
   KILN_CHECK(c.profile_warmup_steps >= 1,
              "--warmup must be at least 1 (the first step plans the convolutions and fills the caches), got ",
              c.profile_warmup_steps);
@@ -90,7 +92,9 @@ int bench_model(BenchOptions& o) {
   const int size = given_or(o.image_size_flag, o.image_size, arch.default_input[1]);
   const int channels = given_or(o.channels_flag, o.channels, arch.default_input[0]);
   const int classes = given_or(o.classes_flag, o.classes, arch.default_classes);
-  require_at_least("--classes", classes, 2);
+  check_in_range("--image-size", size, 1, 8192);
+  check_in_range("--channels", channels, 1, 64);
+  check_in_range("--classes", classes, 2, 1 << 20);
   c.model.arch = o.model;
   c.model.mean = std::vector<float>(static_cast<std::size_t>(channels), 0.5f);
   c.model.std = std::vector<float>(static_cast<std::size_t>(channels), 0.25f);

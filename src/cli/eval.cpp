@@ -50,7 +50,7 @@ void report_skipped(const EvalData& d, const std::vector<std::int64_t>& skipped)
 }
 
 int run_eval(EvalOptions& o) {
-  require_at_least("--batch-size", o.batch_size, 1);
+  check_in_range("--batch-size", o.batch_size, 1, train::kMaxBatchSize);
   const Device dev = resolve_device(o.device);
   train::LoadedModel loaded = load_model_for(o.checkpoint, dev, o.dataset);
   const train::ModelSpec& spec = loaded.spec;

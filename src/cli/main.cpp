@@ -1,10 +1,14 @@
 // The `kiln` command-line tool: train, bench, eval, predict, info (one file each, see commands.h).
 // Every failure reaches main() as an exception and becomes one clear line on stderr and an exit
-// status: 1 for a kiln::Error, 130 for an interrupted run (checkpoint written), 2 for anything else.
+// status: 1 for a kiln::Error, 130 for an interrupted run (checkpoint written), 2 for a flag that
+// does not parse and for anything else.
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <string>
 #include <vector>
 
 #include "cli/commands.h"
@@ -12,9 +16,20 @@
 
 namespace {
 
+// Results go to stdout, which may be a file on a full disk or a closed pipe: output that was lost
+// is a failure, reported like any other, not a success.
+void check_stdout_written() {
+  errno = 0;
+  const bool failed = std::fflush(stdout) != 0 || std::ferror(stdout);
+  KILN_CHECK(!failed, "cannot write the results to standard output: ",
+             errno ? std::strerror(errno) : "write error");
+}
+
 int run_reporting_errors(const kiln::cli::Subcommand& command) {
   try {
-    return command.run();
+    const int status = command.run();
+    check_stdout_written();
+    return status;
   } catch (const kiln::train::Interrupted& e) {
     std::fprintf(stderr, "kiln: %s\n", e.what());
     return 130;
@@ -25,6 +40,12 @@ int run_reporting_errors(const kiln::cli::Subcommand& command) {
     std::fprintf(stderr, "kiln: internal error: %s\n", e.what());
     return 2;
   }
+}
+
+// " train" when a subcommand was named, else "": where --help tells more.
+std::string subcommand_name(const CLI::App& app) {
+  for (const CLI::App* sub : app.get_subcommands()) return " " + sub->get_name();
+  return "";
 }
 
 }  // namespace
@@ -41,7 +62,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    // A bad flag reads like every other failure: one "kiln: error:" line.
+    std::fprintf(stderr, "kiln: error: %s (see kiln%s --help)\n", e.what(), subcommand_name(app).c_str());
+    return 2;
   }
   for (const auto& command : commands)
     if (command.app->parsed()) return run_reporting_errors(command);

@@ -4,12 +4,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/resume.h"
 #include "optim/registry.h"
 #include "train/architectures.h"
 
@@ -24,6 +26,8 @@ struct TrainOptions {
   bool strict = false, quiet = false;
   CLI::Option* lr = nullptr;       // not given: the architecture's default for the optimizer
   CLI::Option* workers = nullptr;  // not given: more threads for image folders, which decode
+  std::vector<CLI::Option*> folder_flags;  // meaningful for --dataset imagefolder only
+  const CLI::App* cmd = nullptr;           // which flags were given (--resume takes the others from the run)
 };
 
 using Sources = std::pair<std::shared_ptr<const data::Source>, std::shared_ptr<const data::Source>>;
@@ -39,11 +43,12 @@ void add_model_flags(CLI::App& cmd, TrainOptions& o) {
 void add_data_flags(CLI::App& cmd, TrainOptions& o) {
   cmd.add_option("--dataset", o.cfg.dataset, "mnist | fashion-mnist | imagefolder")->capture_default_str();
   cmd.add_option("--data", o.data_dir, "Dataset folder (default: data/<dataset>; imagefolder: DIR/<class>/<image>)");
-  cmd.add_option("--val-data", o.val_dir, "imagefolder: validation folder (default: a seeded 10% hold-out)");
-  cmd.add_option("--image-size", o.image_size, "imagefolder: crop size fed to the model")->capture_default_str();
-  cmd.add_option("--channels", o.channels, "imagefolder: 3 (RGB) or 1 (grey)")->capture_default_str();
-  cmd.add_flag("--strict", o.strict,
-               "imagefolder: a file that fails to decode is an error (default: skipped, counted)");
+  o.folder_flags = {
+      cmd.add_option("--val-data", o.val_dir, "imagefolder: validation folder (default: a seeded 10% hold-out)"),
+      cmd.add_option("--image-size", o.image_size, "imagefolder: crop size fed to the model")->capture_default_str(),
+      cmd.add_option("--channels", o.channels, "imagefolder: 3 (RGB) or 1 (grey)")->capture_default_str(),
+      cmd.add_flag("--strict", o.strict,
+                   "imagefolder: a file that fails to decode is an error (default: skipped, counted)")};
   cmd.add_option("--resize", o.cfg.resize, "Resize images to NxN on the device (e.g. 224 for AlexNet on MNIST)");
 }
 
@@ -61,7 +66,11 @@ void add_optimisation_flags(CLI::App& cmd, TrainOptions& o) {
   cmd.add_option("--warmup-epochs", c.warmup_epochs, "Linear learning-rate warm-up epochs")->capture_default_str();
   cmd.add_option("--step-epochs", c.step_epochs, "Step schedule: multiply lr by --gamma every N epochs (0: epochs/3)");
   cmd.add_option("--gamma", c.gamma, "Step schedule decay factor")->capture_default_str();
-  cmd.add_option("--seed", c.seed, "Seed for initialisation and shuffling")->capture_default_str();
+  cmd.add_option("--seed", c.seed, "Seed for initialisation and shuffling")
+      ->capture_default_str()
+      ->check(CLI::Validator(  // "-1" would otherwise wrap to 2^64 - 1
+          [](std::string& v) { return v.rfind('-', 0) == 0 ? std::string("must not be negative") : std::string(); },
+          ""));
 }
 
 void add_run_flags(CLI::App& cmd, TrainOptions& o) {
@@ -101,11 +110,17 @@ std::vector<std::int64_t> parse_hidden(const std::string& text) {
 // Everything fit() needs from the flags except the data; validated once, by Config::validate.
 void configure(TrainOptions& o) {
   train::Config& c = o.cfg;
+  KILN_CHECK(!c.out_dir.empty(), "--out must name a run folder, got an empty path");
+  const std::set<std::string> inherited =
+      c.resume ? inherit_run_flags(*o.cmd, c, o.model, o.hidden, o.quiet) : std::set<std::string>{};
   c.model.arch = o.model;
   c.model.hidden = parse_hidden(o.hidden);
   dataset_stats(c.dataset, c.model.mean, c.model.std);
   c.progress = !o.quiet;
-  if (o.lr->count() == 0) c.lr = train::default_lr(o.model, c.optimizer);
+  for (const CLI::Option* flag : o.folder_flags)  // silently ignored, it would mislead
+    KILN_CHECK(c.dataset == "imagefolder" || flag->count() == 0, flag->get_name(),
+               " applies to --dataset imagefolder only (this run is --dataset ", c.dataset, ")");
+  if (o.lr->count() == 0 && inherited.count("--lr") == 0) c.lr = train::default_lr(o.model, c.optimizer);
   c.validate();
   c.device = resolve_device(o.device);
   if (o.data_dir.empty()) o.data_dir = default_data_dir(c.dataset);
@@ -151,6 +166,7 @@ Subcommand add_train(CLI::App& kiln) {
   auto o = std::make_shared<TrainOptions>();
   CLI::App* cmd =
       kiln.add_subcommand("train", "Train a model; writes checkpoints, metrics.jsonl and curves.svg to --out");
+  o->cmd = cmd;
   add_model_flags(*cmd, *o);
   add_data_flags(*cmd, *o);
   add_optimisation_flags(*cmd, *o);

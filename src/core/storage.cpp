@@ -1,10 +1,14 @@
 // Storage: host memory (64-byte aligned, optionally pinned) or a block from the CUDA caching allocator.
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "core/host_memory.h"
+#include "core/op_scope.h"
 #include "core/tensor_impl.h"
 #include "kiln/error.h"
 
@@ -36,12 +40,15 @@ class HostCache {
         return p;
       }
     }
+    if (!fits(size)) trim();
+    if (!fits(size)) refuse(size, "would exceed");
     void* p = std::aligned_alloc(kHostAlign, size);
     if (!p) {
       trim();
       p = std::aligned_alloc(kHostAlign, size);
     }
-    if (!p) throw OutOfMemoryError(detail::str("out of host memory allocating ", size, " bytes"));
+    if (!p) refuse(size, "failed with");
+    held_ += size;
     return p;
   }
   void put(void* p, std::size_t size) {
@@ -51,13 +58,28 @@ class HostCache {
   void trim() {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& [size, v] : free_)
-      for (void* p : v) std::free(p);
+      for (void* p : v) std::free(p), held_ -= size;
     free_.clear();
   }
 
  private:
+  bool fits(std::size_t size) const {
+    const std::size_t limit = detail::host_memory_limit();
+    return size <= limit && held_.load() <= limit - size;
+  }
+  [[noreturn]] void refuse(std::size_t size, const char* what) const {
+    const std::string op = detail::current_op();
+    throw OutOfMemoryError(detail::str(
+        "out of host memory", op == "(no op)" ? "" : " in op '" + op + "'", ": allocating ",
+        detail::format_bytes(size), " more, with ", detail::format_bytes(held_.load()), " in use, ", what, " the ",
+        detail::format_bytes(detail::host_memory_limit()),
+        " limit (the machine's memory, its cgroup's limit, or KILN_HOST_MEMORY_LIMIT). Try a smaller batch size "
+        "(--batch-size)."));
+  }
+
   std::mutex mutex_;
   std::unordered_map<std::size_t, std::vector<void*>> free_;
+  std::atomic<std::size_t> held_{0};  // bytes malloc'ed: in use plus waiting in the free lists
 };
 
 HostCache& host_cache() {

@@ -38,7 +38,8 @@ const char* dtype_name(DType t) {
 
 std::int64_t shape_numel(const Shape& s) {
   std::int64_t n = 1;
-  for (auto d : s) n *= d;
+  for (auto d : s)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) KILN_FAIL("shape ", shape_str(s), " has no valid element count");
   return n;
 }
 
@@ -56,7 +57,10 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, bool pinned
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape;
   impl->dtype = dtype;
-  impl->storage = Storage::allocate(static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype), device, pinned);
+  std::size_t bytes = 0;
+  KILN_CHECK(!__builtin_mul_overflow(static_cast<std::size_t>(shape_numel(shape)), dtype_size(dtype), &bytes),
+             "a tensor of shape ", shape_str(shape), " is too large to allocate");
+  impl->storage = Storage::allocate(bytes, device, pinned);
   return Tensor(std::move(impl));
 }
 

@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "io/files.h"
 #include "kiln/data.h"
 #include "kiln/error.h"
 #include "kiln/tensor.h"
@@ -52,22 +54,21 @@ std::string hex2(unsigned v) {
 class Reader {
  public:
   explicit Reader(const std::string& path) : path_(path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) KILN_FAIL("cannot open ", path, ": ", std::strerror(errno));
+    std::uint64_t size = 0;
+    const int fd = io::open_regular_file(path, &size);
     unsigned char head[2] = {0, 0};
-    const std::size_t got = std::fread(head, 1, 2, f);
-    gzip_ = got == 2 && head[0] == 0x1f && head[1] == 0x8b;
-    if (!gzip_) {
-      struct stat st;
-      if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) file_size_ = static_cast<std::int64_t>(st.st_size);
-      std::rewind(f);
-      file_ = f;
+    gzip_ = ::pread(fd, head, 2, 0) == 2 && head[0] == 0x1f && head[1] == 0x8b;
+    if (gzip_) {
+      gz_ = gzdopen(fd, "rb");
+      if (!gz_) ::close(fd);
+      if (!gz_) KILN_FAIL("cannot open ", path, ": gzdopen failed");
+      gzbuffer(gz_, 1 << 18);
       return;
     }
-    std::fclose(f);
-    gz_ = gzopen(path.c_str(), "rb");
-    if (!gz_) KILN_FAIL("cannot open ", path, ": ", errno ? std::strerror(errno) : "gzopen failed");
-    gzbuffer(gz_, 1 << 18);
+    file_size_ = static_cast<std::int64_t>(size);
+    file_ = ::fdopen(fd, "rb");
+    if (!file_) ::close(fd);
+    if (!file_) KILN_FAIL("cannot open ", path, ": ", std::strerror(errno));
   }
   ~Reader() {
     if (file_) std::fclose(file_);

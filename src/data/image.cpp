@@ -2,8 +2,11 @@
 #include "kiln/image.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <vector>
+
+#include "io/files.h"
 
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_FAILURE_USERMSG
@@ -17,9 +20,11 @@ namespace {
 // decoded data for PNG), and image-folder workers decode several files at once.
 constexpr std::int64_t kMaxPixels = std::int64_t{1} << 28;  // 16384 x 16384
 
-void check_dimensions(const std::string& path) {
+void check_dimensions(const std::string& path, const std::string& bytes) {
   int w = 0, h = 0, n = 0;
-  if (!stbi_info(path.c_str(), &w, &h, &n)) return;  // not an image: stbi_load says why
+  if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h,
+                             &n))
+    return;  // not an image: stbi_load_from_memory says why
   KILN_CHECK(static_cast<std::int64_t>(w) * h <= kMaxPixels, path, ": image of ", w, "x", h,
              " pixels is too large to decode (at most ", kMaxPixels, " pixels, e.g. 16384x16384)");
 }
@@ -27,11 +32,15 @@ void check_dimensions(const std::string& path) {
 
 Image decode_image(const std::string& path, int channels) {
   KILN_CHECK(channels == 1 || channels == 3, "decode_image: channels must be 1 or 3, got ", channels);
-  check_dimensions(path);
   int w = 0, h = 0, n = 0;
   // stb converts 16-bit images to 8 bits and any channel count (grey, grey+alpha, RGB, RGBA) to the
   // one requested. stbi_failure_reason() is thread-local in this build (STBI_THREAD_LOCAL).
-  stbi_uc* pixels = stbi_load(path.c_str(), &w, &h, &n, channels);
+  const std::string bytes = io::read_all(path);  // a regular file only: never blocks on a FIFO
+  KILN_CHECK(bytes.size() <= static_cast<std::size_t>(INT_MAX), path, ": ", bytes.size(),
+             " bytes is too large for an image");
+  check_dimensions(path, bytes);
+  stbi_uc* pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                                          static_cast<int>(bytes.size()), &w, &h, &n, channels);
   if (!pixels) KILN_FAIL(path, ": cannot decode image: ", stbi_failure_reason());
   Image img;
   img.width = w, img.height = h, img.channels = channels;

@@ -77,7 +77,7 @@ struct Loader::Impl {
     KILN_CHECK(n > 0, "loader: the dataset is empty");
     image_shape = src->sample_shape();
     sample_bytes = shape_numel(image_shape);
-    batches = o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
+    batches = n / o.batch_size + (!o.drop_last && n % o.batch_size != 0 ? 1 : 0);
     KILN_CHECK(batches > 0, "loader: batch size ", o.batch_size, " exceeds the dataset's ", n,
                " samples with drop_last");
     check_device_usable(o.device);
@@ -85,16 +85,17 @@ struct Loader::Impl {
 #if defined(KILN_WITH_CUDA)
     if (cuda) cuda::set_device(o.device.index);  // events and streams below belong to this device
 #endif
-    Shape batch_shape{o.batch_size};
+    const std::int64_t slot_batch = std::min(o.batch_size, n);  // a batch is never larger than the dataset
+    Shape batch_shape{slot_batch};
     batch_shape.insert(batch_shape.end(), image_shape.begin(), image_shape.end());
     slots.resize(static_cast<std::size_t>(std::max(2, o.workers + 1)));
     for (Slot& s : slots) {
       s.host_images = Tensor::empty(batch_shape, DType::UInt8, Device::cpu(), cuda);
-      s.host_labels = Tensor::empty({o.batch_size}, DType::Int32, Device::cpu(), cuda);
+      s.host_labels = Tensor::empty({slot_batch}, DType::Int32, Device::cpu(), cuda);
 #if defined(KILN_WITH_CUDA)
       if (cuda) {
         s.dev_images = Tensor::empty(batch_shape, DType::UInt8, o.device);
-        s.dev_labels = Tensor::empty({o.batch_size}, DType::Int32, o.device);
+        s.dev_labels = Tensor::empty({slot_batch}, DType::Int32, o.device);
         KILN_CUDA_CHECK(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
         KILN_CUDA_CHECK(cudaEventCreateWithFlags(&s.consumed, cudaEventDisableTiming));
       }

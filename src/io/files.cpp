@@ -126,6 +126,10 @@ void make_dirs(const std::string& path) {
   }
 }
 
+void remove_file(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) KILN_FAIL("cannot remove ", path, ": ", std::strerror(errno));
+}
+
 std::string read_all(const std::string& path) {
   const InputFile file(path);
   std::string bytes(static_cast<std::size_t>(file.size()), '\0');
@@ -215,21 +219,26 @@ void AtomicWriter::commit() {
 
 // ---- InputFile --------------------------------------------------------------------------------------
 
-InputFile::InputFile(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) KILN_FAIL("cannot open ", path, ": ", std::strerror(errno));
+int open_regular_file(const std::string& path, std::uint64_t* size) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever. It changes
+  // nothing for a regular file, the only kind accepted.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) KILN_FAIL("cannot open ", path, ": ", std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd_, &st) != 0) {
+  if (::fstat(fd, &st) != 0) {
     const int err = errno;
-    ::close(fd_);
+    ::close(fd);
     KILN_FAIL("cannot stat ", path, ": ", std::strerror(err));
   }
   if (!S_ISREG(st.st_mode)) {
-    ::close(fd_);
-    KILN_FAIL(path, ": not a regular file");
+    ::close(fd);
+    KILN_FAIL(path, ": not a regular file (", S_ISDIR(st.st_mode) ? "a folder" : "a pipe, socket or device", ")");
   }
-  size_ = static_cast<std::uint64_t>(st.st_size);
+  if (size) *size = static_cast<std::uint64_t>(st.st_size);
+  return fd;
 }
+
+InputFile::InputFile(const std::string& path) : path_(path) { fd_ = open_regular_file(path, &size_); }
 
 InputFile::~InputFile() { ::close(fd_); }
 

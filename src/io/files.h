@@ -15,6 +15,8 @@ bool exists(const std::string& path);
 // mkdir -p: creates `path` and any missing parents (an error names the folder that failed).
 void make_dirs(const std::string& path);
 std::string read_all(const std::string& path);
+// Removes a file; one that is already gone is not an error.
+void remove_file(const std::string& path);
 // Appends `line` and a newline in one write, so a crash never leaves half a line behind.
 void append_line(const std::string& path, const std::string& line);
 // Throws, naming `dir`, unless a file can be created, written and removed in it: a run checks its
@@ -50,6 +52,11 @@ class AtomicWriter {
   int fd_ = -1;
   bool committed_ = false;
 };
+
+// Opens `path` for reading (a descriptor the caller closes) if it is a regular file, and stores its
+// size. Every file named by a user is opened through here: a FIFO, a device or a folder is refused
+// at once, naming the path, instead of blocking or reading forever.
+int open_regular_file(const std::string& path, std::uint64_t* size = nullptr);
 
 // A regular file read at given offsets (safetensors reads its header, then each tensor).
 class InputFile {

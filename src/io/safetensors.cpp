@@ -262,16 +262,33 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 
 // ---- load ----------------------------------------------------------------------------------------
 
-SafetensorsFile load_safetensors(const std::string& path) {
-  const InputFile file(path);
-  const std::uint64_t n = read_header_length(file, path);
+namespace {
+// The header's JSON object; `n` is its length in bytes.
+Json read_header(const InputFile& file, const std::string& path, std::uint64_t& n) {
+  n = read_header_length(file, path);
   std::string header(static_cast<std::size_t>(n), '\0');
   file.read_at(&header[0], header.size(), 8);
+  Json root = parse_strict(header, path, "header");
+  KILN_CHECK(root.is_object(), path, ": the header must be a JSON object, found ", kind_name(root));
+  return root;
+}
+}  // namespace
+
+std::map<std::string, std::string> load_safetensors_metadata(const std::string& path) {
+  const InputFile file(path);
+  std::uint64_t n = 0;
+  const Json root = read_header(file, path, n);
+  std::map<std::string, std::string> metadata;
+  if (auto it = root.find(kMetadataKey); it != root.end()) parse_metadata(path, *it, metadata);
+  return metadata;
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  const InputFile file(path);
+  std::uint64_t n = 0;
+  const Json root = read_header(file, path, n);
   const std::uint64_t data_start = 8 + n;
   const std::uint64_t data_size = file.size() - data_start;
-
-  const Json root = parse_strict(header, path, "header");
-  KILN_CHECK(root.is_object(), path, ": the header must be a JSON object, found ", kind_name(root));
   SafetensorsFile out;
   std::vector<Entry> entries;
   for (const auto& [key, value] : root.items()) {

@@ -11,8 +11,10 @@
 namespace kiln::train {
 
 void Config::validate() const {
-  KILN_CHECK(epochs >= 1, "--epochs must be at least 1, got ", epochs);
-  KILN_CHECK(batch_size >= 1, "--batch-size must be at least 1, got ", batch_size);
+  check_in_range("--epochs", epochs, 1, kMaxEpochs);
+  check_in_range("--batch-size", batch_size, 1, kMaxBatchSize);
+  check_in_range("--profile", profile_steps, 0, kMaxSteps);
+  check_in_range("--warmup", profile_warmup_steps, 0, kMaxSteps);
   KILN_CHECK(std::isfinite(lr) && lr > 0.0f, "--lr must be a positive number, got ", lr);
   KILN_CHECK(std::isfinite(momentum) && momentum >= 0.0f && momentum < 1.0f, "--momentum must be in [0, 1), got ",
              momentum);
@@ -20,6 +22,8 @@ void Config::validate() const {
   optim::lookup(optimizer, "--optimizer");
   architecture(model.arch, "--model").check_fields(model);
   optim::Schedule::parse(schedule);
+  KILN_CHECK(std::isfinite(gamma) && gamma > 0.0f && gamma <= 1.0f, "--gamma must be in (0, 1], got ", gamma);
+  check_in_range("--step-epochs", step_epochs, 0, kMaxEpochs);
   KILN_CHECK(warmup_epochs >= 0 && warmup_epochs < epochs, "--warmup-epochs must be in [0, epochs), got ",
              warmup_epochs);
   KILN_CHECK(workers >= 1 && workers <= 256, "--workers must be in [1, 256], got ", workers);
@@ -43,6 +47,8 @@ io::Json config_json(const Config& c) {
   j["resize"] = c.resize;
   j["groups"] = c.model.groups;  // every architecture's, at the place metrics.jsonl readers know it
   j["warmup_epochs"] = c.warmup_epochs;
+  j["step_epochs"] = c.step_epochs;
+  j["gamma"] = io::json_number(c.gamma);
   j["seed"] = c.seed;
   j["workers"] = c.workers;
   j["device"] = c.device.str();

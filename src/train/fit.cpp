@@ -156,7 +156,7 @@ void EpochLoop::check_finite(double loss_total, const EpochRun& r) {
   progress_.finish();
   KILN_FAIL("the loss became ", std::isnan(loss_total) ? "NaN" : "infinite", " in epoch ", r.start.epoch + 1,
             dev_.is_cuda() ? " by step " : " at step ", r.step, " of ", s_.steps_per_epoch,
-            "; try a lower --lr. The last good checkpoint is kept", s_.paths.enabled() ? " in " + s_.paths.dir : "");
+            "; try a lower --lr. ", s_.last_good_checkpoint());
 }
 
 // A stop was requested: checkpoint the position inside the epoch, then stop.
@@ -194,6 +194,9 @@ EpochMetrics EpochLoop::measure(const EpochRun& r, const detail::Tallies& tallie
   m.train_loss = ls / seen;
   m.train_acc = static_cast<double>(tallies.correct()) / seen;
   const EvalResult ev = detail::run_eval(*s_.model, s_.spec, *s_.test_loader);
+  KILN_CHECK(std::isfinite(ev.loss), "the test loss became ", std::isnan(ev.loss) ? "NaN" : "infinite",
+             " after epoch ", m.epoch, ": the weights diverged in its last steps; try a lower --lr. ",
+             s_.last_good_checkpoint());
   m.test_loss = ev.loss;
   m.test_acc = ev.accuracy;
   m.epoch_s = epoch_s;

@@ -1,5 +1,6 @@
 // Model specs: building models, preparing their input, and recognising saved models. What differs
 // between architectures comes from their registry entries (train/architectures.cpp).
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -65,6 +66,21 @@ std::vector<float> parse_floats(const std::string& s, const std::string& what) {
   while (std::getline(ss, item, ',')) out.push_back(static_cast<float>(parse_double(item, what)));
   return out;
 }
+
+// A damaged or hand-edited file must fail here, naming it, not later as an allocation of terabytes
+// or a NaN loss: sizes within what kiln could train, one finite normalisation per channel.
+void check_spec_bounds(const ModelSpec& s, const std::string& path) {
+  check_in_range((path + ": input channels").c_str(), s.input[0], 1, 64);
+  check_in_range((path + ": input height").c_str(), s.input[1], 1, 8192);
+  check_in_range((path + ": input width").c_str(), s.input[2], 1, 8192);
+  check_in_range((path + ": classes").c_str(), s.classes, 2, 1 << 20);
+  const auto channels = static_cast<std::size_t>(s.input[0]);
+  KILN_CHECK(s.mean.size() == channels && s.std.size() == channels, path, ": ", s.mean.size(), " mean and ",
+             s.std.size(), " std values for ", channels, " input channels");
+  for (std::size_t c = 0; c < channels; ++c)
+    KILN_CHECK(std::isfinite(s.mean[c]) && std::isfinite(s.std[c]) && s.std[c] > 0.0f, path,
+               ": channel ", c, " has mean ", s.mean[c], " and std ", s.std[c], " (finite, std > 0 expected)");
+}
 }  // namespace
 
 // A JSON array of strings: a name may hold any character, a newline too.
@@ -123,6 +139,7 @@ ModelSpec decode_spec(const Metadata& md, const std::string& path) {
   auto transform = md.find("eval_transform");
   s.eval_transform = transform == md.end() ? arch->default_eval_transform
                                            : data::parse_eval_transform(transform->second, path + ": eval_transform");
+  check_spec_bounds(s, path);
   return s;
 }
 

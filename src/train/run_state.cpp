@@ -83,6 +83,7 @@ void encode_run_state(const RunState& s, const Config& config, const ModelSpec& 
   md["seed"] = std::to_string(s.seed);
   md["batch_size"] = std::to_string(s.batch_size);
   md["dropout_rng"] = std::to_string(s.dropout_offset);
+  md["train_images"] = std::to_string(s.train_images);
   md["history"] = encode_history(s.history);
 }
 
@@ -100,6 +101,7 @@ RunState decode_run_state(const Metadata& md, const std::string& path) {
   s.seed = r.u64("seed");
   s.dropout_offset = r.u64("dropout_rng");
   s.batch_size = static_cast<std::int64_t>(r.u64("batch_size"));
+  if (md.count("train_images")) s.train_images = static_cast<std::int64_t>(r.u64("train_images"));
   s.history = decode_history(r.text("history"), path);
   return s;
 }

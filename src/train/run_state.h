@@ -20,6 +20,7 @@ struct RunState {
   std::uint64_t seed = 0;          // shuffling and dropout continue from it
   std::uint64_t dropout_offset = 0;  // the dropout generator's position
   std::int64_t batch_size = 0;
+  std::int64_t train_images = 0;   // the training set's size (0: a checkpoint from before it was saved)
   std::vector<EpochMetrics> history;  // every completed epoch
 };
 

@@ -2,10 +2,17 @@
 // loaders and schedule.
 #include "train/session.h"
 
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
 #include "io/files.h"
+#include "kiln/autograd.h"
 #include "kiln/cuda.h"
+#include "kiln/ops.h"
 #include "kiln/random.h"
 #include "optim/registry.h"
+#include "train/architectures.h"
 
 namespace kiln::train::detail {
 
@@ -29,19 +36,44 @@ ModelSpec spec_for(const Config& config, const data::Source& train) {
   return spec;
 }
 
+// "--<flag> <saved>, not <asked>": the flags a resumed run must repeat (the model, its
+// architecture's own fields, the dataset and the optimizer), else it would keep training the saved
+// model while metrics.jsonl records the new flags.
+void check_same_flag(const std::string& path, const std::string& flag, const std::string& saved,
+                     const std::string& asked) {
+  KILN_CHECK(saved == asked, path, ": the run was started with --", flag, " ", saved, ", not ", asked,
+             "; resume it with the same --", flag, " (or start a new run in another --out)");
+}
+
+void check_same_run(const Config& config, const ModelSpec& data_spec, const ModelSpec& saved, const Metadata& md,
+                    const std::string& path) {
+  check_same_flag(path, "model", saved.arch, data_spec.arch);
+  Metadata saved_fields, asked_fields;
+  architecture(saved.arch).encode_fields(saved, saved_fields);
+  architecture(saved.arch).encode_fields(data_spec, asked_fields);
+  for (const auto& [field, value] : saved_fields) check_same_flag(path, field, value, asked_fields[field]);
+  auto dataset = md.find("dataset");
+  KILN_CHECK(dataset != md.end(), path, ": checkpoint metadata has no 'dataset'");
+  check_same_flag(path, "dataset", dataset->second, config.dataset);
+  auto optimizer = md.find("optimizer");
+  KILN_CHECK(optimizer != md.end(), path, ": checkpoint metadata has no 'optimizer'");
+  check_same_flag(path, "optimizer", optimizer->second, config.optimizer);
+}
+
 // What a resumed run must agree on with the checkpoint it continues.
 void check_resumable(const Config& config, const ModelSpec& data_spec, const ModelSpec& saved, const Metadata& md,
-                     const RunState& s, const std::string& path) {
+                     const RunState& s, std::int64_t train_images, const std::string& path) {
+  check_same_run(config, data_spec, saved, md, path);
   KILN_CHECK(saved.input == data_spec.input && saved.classes == data_spec.classes, path,
              ": the checkpoint's model takes ", shape_str(saved.input), " images and ", saved.classes,
              " classes, the dataset has ", shape_str(data_spec.input), " and ", data_spec.classes);
-  auto it = md.find("optimizer");
-  KILN_CHECK(it != md.end(), path, ": checkpoint metadata has no 'optimizer'");
-  KILN_CHECK(it->second == config.optimizer, path, ": the run used --optimizer ", it->second, ", not ",
-             config.optimizer);
   KILN_CHECK(s.batch == 0 || s.batch_size == config.batch_size, path,
              ": the run stopped in the middle of an epoch with --batch-size ", s.batch_size,
              "; resume it with the same batch size (got ", config.batch_size, ")");
+  // The epoch's order is a permutation of the training set: the rest of it only exists for the same set.
+  KILN_CHECK(s.batch == 0 || s.train_images == 0 || s.train_images == train_images, path,
+             ": the run stopped in the middle of an epoch on a training set of ", s.train_images,
+             " images; this one has ", train_images, ". Resume it on the same data");
   KILN_CHECK(s.epoch < config.epochs, path, ": the run already completed ", s.epoch,
              " epochs; pass a larger --epochs to train further");
 }
@@ -62,6 +94,7 @@ Session::Session(const Config& c, std::shared_ptr<const data::Source> train, std
   spec = spec_for(config, *train_source);
   state.seed = config.seed;
   state.batch_size = config.batch_size;
+  state.train_images = train_source->size();
   const io::SafetensorsFile resumed = open_run_folder();
   build_model(resumed);
   build_loaders();
@@ -79,14 +112,51 @@ io::SafetensorsFile Session::open_run_folder() {
     resumed = io::load_safetensors(paths.checkpoint);
     const ModelSpec saved = decode_spec(resumed.metadata, paths.checkpoint);
     state = decode_run_state(resumed.metadata, paths.checkpoint);
-    check_resumable(config, spec, saved, resumed.metadata, state, paths.checkpoint);
+    check_resumable(config, spec, saved, resumed.metadata, state, train_source->size(), paths.checkpoint);
     state.batch_size = config.batch_size;
     spec = saved;
   } else {
     KILN_CHECK(!io::exists(paths.checkpoint), paths.dir, " already holds a run (", paths.checkpoint,
                "); continue it with --resume or choose another --out");
+    KILN_CHECK(!io::exists(paths.model), paths.dir, " already holds a trained model (", paths.model,
+               ") but no checkpoint to resume; choose another --out, or move the model away to train anew here");
+    discard_unfinished_run();
   }
   return resumed;
+}
+
+// A run that was killed before its first checkpoint left only its config line in metrics.jsonl
+// (and maybe TensorBoard step scalars): nothing to resume, and appending to it would mix two runs.
+void Session::discard_unfinished_run() const {
+  std::vector<std::string> leftovers;
+  for (const auto& entry : std::filesystem::directory_iterator(paths.dir)) {
+    const std::string name = entry.path().filename().string();
+    const bool ours = name == "metrics.jsonl" || name == "curves.svg" ||
+                      (name.rfind("events.out.tfevents.", 0) == 0 && name.size() > 5 &&
+                       name.compare(name.size() - 5, 5, ".kiln") == 0);
+    if (ours && entry.is_regular_file()) leftovers.push_back(entry.path().string());
+  }
+  if (leftovers.empty()) return;
+  for (const auto& path : leftovers) io::remove_file(path);
+  if (config.progress)
+    std::fprintf(stderr, "kiln: %s held a run that stopped before its first checkpoint; removed its %zu files\n",
+                 paths.dir.c_str(), leftovers.size());
+}
+
+// NaN or infinite weights (a last step that diverged, after its loss was checked) never replace a
+// good checkpoint or model: one reduction per save, x * 0 summing to NaN iff some x is not finite.
+void Session::check_weights_finite() const {
+  NoGradGuard no_grad;
+  for (const auto& group : store->groups()) {
+    const double probe = sum(scale(group.params, 0.0f)).item();
+    KILN_CHECK(std::isfinite(probe), "the weights became NaN or infinite (the training diverged); try a lower --lr. ",
+               last_good_checkpoint());
+  }
+}
+
+std::string Session::last_good_checkpoint() const {
+  if (paths.enabled() && io::exists(paths.checkpoint)) return "The last good checkpoint is kept in " + paths.dir;
+  return "No checkpoint had been written yet";
 }
 
 // Before any other check or write: the lock (a second run on the folder fails here), a probe that
@@ -130,6 +200,9 @@ void Session::build_loaders() {
   if (shape_numel(spec.input) <= 64 * 64 * 3) to.batch_size = std::max<std::int64_t>(config.batch_size, 256);
   test_loader = std::make_unique<data::Loader>(test_source, to);
   steps_per_epoch = loader->batches_per_epoch();
+  KILN_CHECK(state.batch < steps_per_epoch, paths.checkpoint, ": the run stopped after step ", state.batch,
+             " of an epoch, but this training set (", train_source->size(), " images) has ", steps_per_epoch,
+             " steps per epoch; resume it on the data it was started with");
 
   optim::Schedule schedule;
   schedule.kind = optim::Schedule::parse(config.schedule);
@@ -144,9 +217,11 @@ void Session::build_loaders() {
 
 void Session::save(const RunState& at) const {
   if (!paths.enabled()) return;
+  check_weights_finite();
   RunState s = at;
   s.seed = state.seed;
   s.batch_size = config.batch_size;
+  s.train_images = train_source->size();
   s.dropout_offset = dropout_gen->offset();
   Metadata md;
   encode_run_state(s, config, spec, md);

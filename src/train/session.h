@@ -28,6 +28,8 @@ struct Session {
   Session(const Config& config, std::shared_ptr<const data::Source> train, std::shared_ptr<const data::Source> test);
   // Writes the checkpoint (model, optimizer, `at`) and the weights-only model file, each atomically.
   void save(const RunState& at) const;
+  // For errors that stop a run: where its last good state is ("The last good checkpoint is kept in DIR").
+  std::string last_good_checkpoint() const;
 
   const Config& config;
   const RunPaths paths;
@@ -46,6 +48,8 @@ struct Session {
  private:
   io::SafetensorsFile open_run_folder();
   void claim_run_folder();
+  void discard_unfinished_run() const;
+  void check_weights_finite() const;
   void build_model(const io::SafetensorsFile& resumed);
   void build_loaders();
 };
