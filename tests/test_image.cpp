@@ -11,6 +11,7 @@
 
 #include "kiln/image.h"
 #include "kiln/kiln.h"
+#include "test_util.h"
 #include "train_fixtures.h"
 
 #include "stb_write.h"
@@ -96,6 +97,20 @@ void expect_pixels(const Tensor& t, int C, int H, int W, F expected, double tol,
 }
 
 // ---- decoding at the image's own size --------------------------------------------------------------
+
+// A few bytes can claim a huge image: refused from the header, naming the file and its size.
+TEST(LoadImage, HugeDimensionsInTheHeaderAreRefusedBeforeDecoding) {
+  TempDir d("kiln_img");
+  auto be32 = [](std::uint32_t v) {
+    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                       static_cast<char>(v)};
+  };
+  // IHDR of a 16000 x 17000 RGB PNG (816 MB decoded, within stb's own PNG limit); no pixel data.
+  const std::string ihdr = "IHDR" + be32(16000) + be32(17000) + std::string("\x08\x02\x00\x00\x00", 5);
+  const std::string path = d.file("bomb.png");
+  kt::write_bytes(path, "\x89PNG\r\n\x1a\n" + be32(13) + ihdr + be32(0));
+  kt::expect_error_naming([&] { kiln::data::decode_image(path, 3); }, {path, "16000x17000", "too large"}, "huge header");
+}
 
 TEST(LoadImage, PngGrey) {
   TempDir d("kiln_img");

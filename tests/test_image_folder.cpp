@@ -25,6 +25,7 @@
 namespace {
 
 using kiln::Shape;
+using kiln::Tensor;
 using kiln::data::ImageFolder;
 using kiln::data::ImageFolderOptions;
 using kt::TempDir;
@@ -629,6 +630,69 @@ TEST(ImageFolder, SplitOfATinyFolderHoldsOutOne) {
   const auto vp = paths_of(*val);
   both.insert(vp.begin(), vp.end());
   EXPECT_EQ(both, paths_of(all));
+}
+
+// ---- class names and the model's evaluation transform ---------------------------------------------
+
+// A class is known by its folder's name, stored in model files as UTF-8 text: other bytes are
+// refused when the folder is scanned (before any training), naming the folder printably.
+TEST(ImageFolder, ClassFolderNameThatIsNotUtf8IsRefusedNamingIt) {
+  TempDir d("kiln_if");
+  write_small_png(d.path + "/caf\xe9/1.png", 1);
+  write_small_png(d.path + "/tea/1.png", 2);
+  const std::string msg = error_of_folder(d.path);
+  EXPECT_TRUE(contains(msg, "'caf\\xe9'")) << msg;
+  EXPECT_TRUE(contains(msg, "not valid UTF-8")) << msg;
+  EXPECT_TRUE(contains(msg, d.path)) << msg;
+}
+
+TEST(ImageFolder, ClassFolderNamesMayHoldANewlineAndAnyUtf8) {
+  TempDir d("kiln_if");
+  write_small_png(d.path + "/a\nb/1.png", 1);
+  write_small_png(d.path + "/caf\xc3\xa9/1.png", 2);
+  ImageFolderOptions opt;
+  opt.size = 16;
+  const ImageFolder f(d.path, opt);
+  EXPECT_EQ(f.class_names(), (std::vector<std::string>{"a\nb", "caf\xc3\xa9"}));
+}
+
+// A model trained on whole images (MNIST digits) asks for Resize: the whole image, as load_image
+// (and predict) make it; the folder reports the transform a model trained on it records.
+TEST(ImageFolder, EvalTransformResizeTakesTheWholeImage) {
+  TempDir d("kiln_if");
+  write_small_png(d.path + "/a/1.png", 1, 40, 24);
+  write_small_png(d.path + "/b/1.png", 2, 24, 40);
+  ImageFolderOptions opt;
+  opt.channels = 1, opt.size = 16, opt.augment = false;
+  EXPECT_EQ(ImageFolder(d.path, opt).eval_transform(), kiln::data::EvalTransform::CenterCrop);
+  opt.eval_transform = kiln::data::EvalTransform::Resize;
+  const ImageFolder f(d.path, opt);
+  EXPECT_EQ(f.eval_transform(), kiln::data::EvalTransform::Resize);
+  for (std::int64_t i = 0; i < f.size(); ++i) {
+    const Tensor whole = kiln::data::load_image(f.path(i), 1, 16, 16);
+    EXPECT_EQ(load(f, i, 0), whole.to_vector<std::uint8_t>()) << f.path(i);
+  }
+  EXPECT_TRUE(contains(f.describe(), d.path)) << f.describe();
+}
+
+// Evaluation loaders (Unloadable::Drop) leave an undecodable file out instead of repeating another
+// sample: every good sample exactly once, the bad one named by index.
+TEST(ImageFolder, EvaluationDropsAnUndecodableFileAndNamesIt) {
+  TempDir d("kiln_if");
+  const std::string bad = corrupt_folder(d);
+  ImageFolderOptions opt;
+  opt.channels = 3, opt.size = 16, opt.augment = false;
+  auto f = std::make_shared<ImageFolder>(d.file("data"), opt);
+  kiln::data::LoaderOptions lo;
+  lo.batch_size = 3, lo.shuffle = false, lo.workers = 2, lo.unloadable = kiln::data::Unloadable::Drop;
+  kiln::data::Loader loader(f, lo);
+  loader.start_epoch(0);
+  kiln::data::Batch b;
+  std::int64_t samples = 0;
+  while (loader.next(b)) samples += b.labels.numel();
+  EXPECT_EQ(samples, f->size() - 1);
+  ASSERT_EQ(loader.skipped_samples().size(), 1u);
+  EXPECT_EQ(f->path(loader.skipped_samples()[0]), bad);
 }
 
 }  // namespace

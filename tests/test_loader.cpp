@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -226,6 +227,60 @@ TEST(Loader, WorkerCountDoesNotChangeTheSequence) {
     EXPECT_EQ(read_epoch(four, e), ref) << "epoch " << e << ": 4 workers vs 1";
     EXPECT_EQ(read_epoch(many, e), ref) << "epoch " << e << ": 16 workers vs 1";
   }
+}
+
+// A source whose samples in `bad` cannot be produced (files that fail to decode).
+class FailingSource final : public kiln::data::Source {
+ public:
+  FailingSource(const Dataset& d, std::vector<std::int64_t> bad) : inner_(kiln::data::in_memory(d)), bad_(std::move(bad)) {}
+  std::int64_t size() const override { return inner_->size(); }
+  kiln::Shape sample_shape() const override { return inner_->sample_shape(); }
+  std::int64_t num_classes() const override { return inner_->num_classes(); }
+  std::vector<std::string> class_names() const override { return inner_->class_names(); }
+  std::int32_t label(std::int64_t i) const override { return inner_->label(i); }
+  bool load(std::int64_t i, std::uint8_t* dst, std::uint64_t rng) const override {
+    return std::find(bad_.begin(), bad_.end(), i) == bad_.end() && inner_->load(i, dst, rng);
+  }
+
+ private:
+  std::shared_ptr<const kiln::data::Source> inner_;
+  std::vector<std::int64_t> bad_;
+};
+
+// Drop (evaluation): a sample that cannot be produced is left out, never replaced by a repeat;
+// a batch of bad samples only comes out empty; the bad ones are reported by index.
+TEST(Loader, DropLeavesUnloadableSamplesOutAndNamesThem) {
+  const Dataset ds = make_dataset(20);
+  const std::vector<std::int64_t> bad{3, 8, 9, 10, 11, 19};  // batch 2 (8..11) entirely bad
+  auto src = std::make_shared<FailingSource>(ds, bad);
+  LoaderOptions o = opts(4);
+  o.shuffle = false, o.unloadable = kiln::data::Unloadable::Drop;
+  Loader loader(src, o);
+  for (std::int64_t e = 0; e < 2; ++e) {
+    loader.start_epoch(e);
+    Batch b;
+    std::vector<std::int64_t> seen, sizes;
+    while (loader.next(b)) {
+      sizes.push_back(b.labels.numel());
+      for (std::int32_t l : b.labels.to_vector<std::int32_t>()) seen.push_back(l - kLabelBase);
+    }
+    std::vector<std::int64_t> want;
+    for (std::int64_t i = 0; i < 20; ++i)
+      if (std::find(bad.begin(), bad.end(), i) == bad.end()) want.push_back(i);
+    EXPECT_EQ(seen, want) << "epoch " << e;
+    EXPECT_EQ(sizes, (std::vector<std::int64_t>{3, 4, 0, 4, 3}));
+    EXPECT_EQ(loader.skipped(), 6);
+    EXPECT_EQ(loader.skipped_samples(), bad);
+  }
+  // Replace (training) keeps every batch full.
+  o.unloadable = kiln::data::Unloadable::Replace;
+  Loader full(src, o);
+  full.start_epoch(0);
+  Batch b;
+  std::int64_t n = 0;
+  while (full.next(b)) n += b.labels.numel();
+  EXPECT_EQ(n, 20);
+  EXPECT_EQ(full.skipped_samples(), bad);
 }
 
 TEST(Loader, InvalidOptionsThrow) {

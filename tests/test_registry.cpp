@@ -48,6 +48,7 @@ void expect_same_spec(const ModelSpec& got, const ModelSpec& want) {
   EXPECT_EQ(got.class_names, want.class_names);
   EXPECT_EQ(got.mean, want.mean);
   EXPECT_EQ(got.std, want.std);
+  EXPECT_EQ(got.eval_transform, want.eval_transform);
 }
 
 ModelSpec round_trip(const ModelSpec& spec) {
@@ -291,3 +292,56 @@ TEST(OptimizerRegistry, UnknownNamesListTheKnownOnes) {
 }
 
 }  // namespace
+
+// ---- class names and the evaluation transform in checkpoint metadata ---------------------------------
+
+TEST(CheckpointMetadata, ClassNamesWithNewlinesAndAnyTextRoundTrip) {
+  ModelSpec spec = small_spec(kiln::train::architecture("mlp"));
+  spec.class_names = {"a\nb", "c", "[d]", "\"quoted\", comma", "caf\xc3\xa9"};
+  expect_same_spec(round_trip(spec), spec);
+  kiln::train::detail::Metadata md;
+  kiln::train::detail::encode_spec(spec, md);
+  EXPECT_EQ(md.at("class_names").front(), '[') << "class names are stored as a JSON array";
+}
+
+TEST(CheckpointMetadata, NewlineSeparatedClassNamesOfOlderCheckpointsStillRead) {
+  const ModelSpec spec = small_spec(kiln::train::architecture("mlp"));
+  kiln::train::detail::Metadata md;
+  kiln::train::detail::encode_spec(spec, md);
+  md["class_names"] = "a\nb\nc\nd\ne";
+  EXPECT_EQ(kiln::train::detail::decode_spec(md, "old.safetensors").class_names,
+            (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+  md["class_names"] = "";  // very old runs stored none
+  EXPECT_TRUE(kiln::train::detail::decode_spec(md, "old.safetensors").class_names.empty());
+}
+
+TEST(CheckpointMetadata, MalformedClassNamesAreErrorsNamingTheFile) {
+  const ModelSpec spec = small_spec(kiln::train::architecture("mlp"));
+  kiln::train::detail::Metadata md;
+  kiln::train::detail::encode_spec(spec, md);
+  for (const char* bad : {"[\"a\", 2, \"c\", \"d\", \"e\"]", "[\"a\", \"b\"]", "[\"a\""}) {
+    md["class_names"] = bad;
+    kt::expect_error_naming([&] { kiln::train::detail::decode_spec(md, "bad.safetensors"); },
+                            {"bad.safetensors", "class"}, bad);
+  }
+}
+
+TEST(CheckpointMetadata, EvalTransformIsRecordedElseTheArchitecturesDefault) {
+  for (const Architecture& a : kiln::train::architectures()) {
+    SCOPED_TRACE(a.name);
+    for (auto t : {kiln::data::EvalTransform::Resize, kiln::data::EvalTransform::CenterCrop}) {
+      ModelSpec spec = small_spec(a);
+      spec.eval_transform = t;
+      EXPECT_EQ(round_trip(spec).eval_transform, t);
+    }
+    kiln::train::detail::Metadata md;
+    kiln::train::detail::encode_spec(small_spec(a), md);
+    md.erase("eval_transform");  // written before kiln recorded it
+    EXPECT_EQ(kiln::train::detail::decode_spec(md, "old.safetensors").eval_transform, a.default_eval_transform);
+    md["eval_transform"] = "squash";
+    kt::expect_error_naming([&] { kiln::train::detail::decode_spec(md, "bad.safetensors"); },
+                            {"bad.safetensors", "squash"}, "unknown transform");
+  }
+  EXPECT_EQ(kiln::train::architecture("mlp").default_eval_transform, kiln::data::EvalTransform::Resize);
+  EXPECT_EQ(kiln::train::architecture("alexnet").default_eval_transform, kiln::data::EvalTransform::CenterCrop);
+}

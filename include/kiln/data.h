@@ -26,6 +26,16 @@ struct Dataset {
   std::int64_t size() const { return labels.defined() ? labels.numel() : 0; }
 };
 
+// How an image file becomes a model's input at evaluation (kiln eval, kiln predict, validation), a
+// property of the data the model was trained on, so that it is recorded with the model: the whole
+// image resized to the input size (MNIST-style digits, which fill their frame; in-memory datasets
+// hold whole images), or its shorter side resized to size * 8/7 and the centre cropped (image
+// folders: photos, evaluated the way torchvision evaluates ImageNet models).
+enum class EvalTransform { Resize, CenterCrop };
+const char* eval_transform_name(EvalTransform t);  // "resize" | "center-crop"
+// kiln::Error naming `what` when `name` is neither.
+EvalTransform parse_eval_transform(const std::string& name, const std::string& what);
+
 // Where the Loader takes samples from: an in-memory dataset, or an image folder decoded on the fly.
 // load() is called from the loader's worker threads concurrently and must be thread-safe.
 class Source {
@@ -40,9 +50,20 @@ class Source {
   // seeds random augmentation, so a sample's augmentation is reproducible. Returns false when the
   // sample cannot be produced (a file that fails to decode); strict sources throw instead.
   virtual bool load(std::int64_t index, std::uint8_t* dst, std::uint64_t rng) const = 0;
+  // How an image file would become one of this source's evaluation samples; a model trained on the
+  // source records it. In-memory datasets hold whole images: Resize.
+  virtual EvalTransform eval_transform() const { return EvalTransform::Resize; }
   // A short description for progress output ("60000 images 1x28x28").
   virtual std::string describe() const;
 };
+
+// kiln::Error unless `data` has the classes of `expected_what` (a model, or a training set): the
+// same count and, in label order, the same names, so a label means one class to both. Empty
+// `expected_names` (a weights-only model file, whose classes have no names) compares the count
+// only. The message names both sides and the classes that differ.
+void check_same_classes(const std::string& expected_what, std::int64_t expected_count,
+                        const std::vector<std::string>& expected_names, const std::string& data_what,
+                        const Source& data);
 
 // A Source over a Dataset held in memory (the dataset must outlive it).
 std::shared_ptr<const Source> in_memory(const Dataset& dataset);

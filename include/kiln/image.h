@@ -35,16 +35,22 @@ void crop_resize(const Image& img, double x, double y, double w, double h, int o
 // out_h x out_w. Writes planar uint8 [C, out_h, out_w] to dst.
 void center_crop_resize(const Image& img, int out_h, int out_w, std::uint8_t* dst);
 
+// `t` applied to `img`: writes planar uint8 [C, out_h, out_w] to dst (Resize: the whole image,
+// CenterCrop: center_crop_resize). The one evaluation transform of image folders and predict.
+void apply_eval_transform(const Image& img, EvalTransform t, int out_h, int out_w, std::uint8_t* dst);
+
 // `--dataset imagefolder`: DIR/<class>/<image>, classes = sorted sub-folder names, images with the
 // extensions stb_image decodes (jpg, jpeg, png, bmp, gif, tga, ppm, pgm, psd, hdr; any case).
 // Training samples get a random-resized crop (scale 0.08-1, aspect 3/4-4/3) and a random horizontal
-// flip; evaluation samples are resized (shorter side to size * 8/7) and centre-cropped. Decoding runs
-// in the loader's worker threads.
+// flip; evaluation samples get `eval_transform` (by default: shorter side resized to size * 8/7,
+// then centre-cropped; a model trained on other data may ask for Resize). Decoding runs in the
+// loader's worker threads.
 struct ImageFolderOptions {
   int channels = 3;
   int size = 224;
   bool augment = true;  // false: evaluation transform
   bool strict = false;  // true: a file that fails to decode is an error, not a skip
+  EvalTransform eval_transform = EvalTransform::CenterCrop;  // for evaluation samples (augment false)
 };
 
 class ImageFolder final : public Source {
@@ -64,6 +70,8 @@ class ImageFolder final : public Source {
   std::vector<std::string> class_names() const override { return classes_; }
   std::int32_t label(std::int64_t i) const override;
   bool load(std::int64_t i, std::uint8_t* dst, std::uint64_t rng) const override;
+  EvalTransform eval_transform() const override { return opt_.eval_transform; }
+  std::string describe() const override;  // Source::describe() and the folder
   const std::string& path(std::int64_t i) const;
 
  private:

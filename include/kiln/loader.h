@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "kiln/data.h"
 #include "kiln/tensor.h"
@@ -19,6 +20,12 @@ struct Batch {
   std::int64_t index = 0;  // batch number within the epoch
 };
 
+// What becomes of a sample the source cannot produce (a file that fails to decode).
+enum class Unloadable {
+  Replace,  // the next sample of the epoch's order takes its place: batches stay full (training)
+  Drop,     // it is left out of its batch, which may end up empty: each sample counts once (evaluation)
+};
+
 struct LoaderOptions {
   std::int64_t batch_size = 128;
   bool shuffle = true;
@@ -26,6 +33,7 @@ struct LoaderOptions {
   std::uint64_t seed = 0;
   int workers = 2;  // worker threads; the ring holds max(2, workers + 1) buffers
   Device device = Device::cpu();
+  Unloadable unloadable = Unloadable::Replace;
 };
 
 class Loader {
@@ -48,9 +56,10 @@ class Loader {
   std::int64_t dataset_size() const;
   // Seconds next() spent waiting for a batch since start_epoch (the data-wait time).
   double wait_seconds() const;
-  // Samples the source could not produce since start_epoch (each replaced by the next sample of
-  // the epoch's order).
+  // Samples the source could not produce since start_epoch (replaced or dropped, as
+  // LoaderOptions::unloadable says), and their indices in the source, in ascending order.
   std::int64_t skipped() const;
+  std::vector<std::int64_t> skipped_samples() const;
 
  private:
   struct Impl;

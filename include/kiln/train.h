@@ -24,6 +24,8 @@ struct ModelSpec {
   std::int64_t classes = 10;
   std::vector<std::string> class_names;
   std::vector<float> mean{0.1307f}, std{0.3081f};  // input normalisation, per channel
+  // How an image file becomes an input at evaluation: the training data's (Source::eval_transform).
+  data::EvalTransform eval_transform = data::EvalTransform::Resize;
 };
 
 // `dropout_gen` feeds the model's dropout masks (a fresh one when null).
@@ -97,7 +99,8 @@ std::vector<EpochMetrics> profile(const Config& config, std::shared_ptr<const da
 
 struct EvalResult {
   double loss = 0, accuracy = 0;
-  std::int64_t samples = 0;
+  std::int64_t samples = 0;           // evaluated: the source's size less the skipped ones
+  std::vector<std::int64_t> skipped;  // source indices of samples that could not be loaded
 };
 EvalResult evaluate(nn::Module& model, const ModelSpec& spec, const data::Dataset& dataset, Device device,
                     std::int64_t batch_size = 256, int workers = 2);

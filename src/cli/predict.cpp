@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <utility>
@@ -11,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/json.h"
+#include "io/text.h"
 
 namespace kiln::cli {
 
@@ -23,22 +23,18 @@ struct PredictOptions {
   bool as_json = false;
 };
 
-// Decodes every image first, so that one bad file fails the command before anything is printed.
-Tensor decode_images(const std::vector<std::string>& paths, const train::ModelSpec& spec) {
+// Images per forward pass: the activations of a batch, not of every file given, must fit in memory.
+constexpr std::size_t kBatchImages = 64;
+
+// paths[first, first + count) through the model's evaluation transform (the one `kiln eval` applies).
+Tensor decode_images(const std::vector<std::string>& paths, std::size_t first, std::size_t count,
+                     const train::ModelSpec& spec) {
   const int C = static_cast<int>(spec.input[0]), H = static_cast<int>(spec.input[1]),
             W = static_cast<int>(spec.input[2]);
-  const std::int64_t n = static_cast<std::int64_t>(paths.size());
-  Tensor batch = Tensor::empty({n, C, H, W}, DType::UInt8);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const std::string& path = paths[static_cast<std::size_t>(i)];
-    std::uint8_t* dst = batch.data<std::uint8_t>() + i * C * H * W;
-    if (H >= 64) {  // CNNs: the image folders' evaluation transform
-      data::center_crop_resize(data::decode_image(path, C), H, W, dst);
-    } else {
-      Tensor img = data::load_image(path, C, H, W);
-      std::memcpy(dst, img.raw_data(), img.nbytes());
-    }
-  }
+  Tensor batch = Tensor::empty({static_cast<std::int64_t>(count), C, H, W}, DType::UInt8);
+  for (std::size_t i = 0; i < count; ++i)
+    data::apply_eval_transform(data::decode_image(paths[first + i], C), spec.eval_transform, H, W,
+                         batch.data<std::uint8_t>() + static_cast<std::int64_t>(i) * C * H * W);
   return batch;
 }
 
@@ -54,42 +50,58 @@ void sort_most_likely_first(Probabilities& probs) {
   std::sort(probs.begin(), probs.end(), [](auto& a, auto& b) { return a.first > b.first; });
 }
 
-void print_json(const std::string& path, Probabilities probs, const train::ModelSpec& spec) {
+// JSON strings take any name: to_text replaces bytes that are not UTF-8.
+std::string json_line(const std::string& path, Probabilities probs, const train::ModelSpec& spec) {
   io::Json probabilities = io::Json::object();
   for (std::size_t k = 0; k < probs.size(); ++k)
     probabilities[class_name(spec, static_cast<std::int64_t>(k))] = io::json_number(static_cast<float>(probs[k].first));
   sort_most_likely_first(probs);
   const io::Json line = {{"image", path}, {"probabilities", probabilities}, {"top", class_name(spec, probs[0].second)}};
-  std::printf("%s\n", io::to_text(line).c_str());
+  return io::to_text(line) + "\n";
 }
 
-void print_top_k(const std::string& path, Probabilities probs, const train::ModelSpec& spec, int top_k) {
+// One line per image, names escaped (io::printable): a newline in a file name must not start a line.
+std::string top_k_line(const std::string& path, Probabilities probs, const train::ModelSpec& spec, int top_k) {
   sort_most_likely_first(probs);
-  std::printf("%s:", path.c_str());
-  for (std::size_t k = 0; k < std::min<std::size_t>(static_cast<std::size_t>(top_k), probs.size()); ++k)
-    std::printf("%s %s (%.2f%%)", k ? "," : "", class_name(spec, probs[k].second).c_str(), 100.0 * probs[k].first);
-  std::printf("\n");
+  std::string line = io::printable(path) + ":";
+  char pct[32];
+  for (std::size_t k = 0; k < std::min<std::size_t>(static_cast<std::size_t>(top_k), probs.size()); ++k) {
+    std::snprintf(pct, sizeof pct, " (%.2f%%)", 100.0 * probs[k].first);
+    line += (k ? ", " : " ") + io::printable(class_name(spec, probs[k].second)) + pct;
+  }
+  return line + "\n";
+}
+
+// The output lines of images[first, first + count), from one forward pass.
+std::string predict_batch(const PredictOptions& o, const train::LoadedModel& loaded, Device dev, std::size_t first,
+                          std::size_t count) {
+  const train::ModelSpec& spec = loaded.spec;
+  const Tensor batch = decode_images(o.images, first, count, spec);
+  NoGradGuard no_grad;
+  const std::vector<float> lp =
+      log_softmax((*loaded.model)(train::prepare_input(spec, batch.to(dev)))).to_vector<float>();
+  const std::int64_t K = spec.classes;
+  std::string out;
+  for (std::size_t i = 0; i < count; ++i) {
+    Probabilities probs;
+    for (std::int64_t k = 0; k < K; ++k)
+      probs.emplace_back(std::exp(static_cast<double>(lp[static_cast<std::int64_t>(i) * K + k])), k);
+    const std::string& path = o.images[first + i];
+    out += o.as_json ? json_line(path, std::move(probs), spec) : top_k_line(path, std::move(probs), spec, o.top_k);
+  }
+  return out;
 }
 
 int run_predict(const PredictOptions& o) {
   require_at_least("--top-k", o.top_k, 1);
   const Device dev = resolve_device(o.device);
   const train::LoadedModel loaded = load_model_for(o.checkpoint, dev, o.stats_dataset);
-  const train::ModelSpec& spec = loaded.spec;
-  const Tensor batch = decode_images(o.images, spec);
-  NoGradGuard no_grad;
-  const std::vector<float> lp =
-      log_softmax((*loaded.model)(train::prepare_input(spec, batch.to(dev)))).to_vector<float>();
-  const std::int64_t K = spec.classes;
-  for (std::size_t i = 0; i < o.images.size(); ++i) {
-    Probabilities probs;
-    for (std::int64_t k = 0; k < K; ++k)
-      probs.emplace_back(std::exp(static_cast<double>(lp[static_cast<std::int64_t>(i) * K + k])), k);
-    if (o.as_json)
-      print_json(o.images[i], std::move(probs), spec);
-    else
-      print_top_k(o.images[i], std::move(probs), spec, o.top_k);
-  }
+  // The output is held back until every image has been classified, so that a file that fails to
+  // decode fails the command before anything is printed; a line is far smaller than an image.
+  std::string out;
+  for (std::size_t first = 0; first < o.images.size(); first += kBatchImages)
+    out += predict_batch(o, loaded, dev, first, std::min(kBatchImages, o.images.size() - first));
+  std::fputs(out.c_str(), stdout);
   return 0;
 }
 

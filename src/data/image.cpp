@@ -14,6 +14,22 @@
 
 namespace kiln::data {
 
+namespace {
+// A header whose size exceeds this is refused before anything is allocated: a file of a few bytes
+// can claim 16000 x 16000 pixels (stb's own limits allow up to 2^24 per side, and about 1 GB of
+// decoded data for PNG), and image-folder workers decode several files at once.
+constexpr std::int64_t kMaxPixels = std::int64_t{1} << 28;  // 16384 x 16384
+
+void check_dimensions(const std::string& path, const std::string& bytes) {
+  int w = 0, h = 0, n = 0;
+  if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h,
+                             &n))
+    return;  // not an image: stbi_load_from_memory says why
+  KILN_CHECK(static_cast<std::int64_t>(w) * h <= kMaxPixels, path, ": image of ", w, "x", h,
+             " pixels is too large to decode (at most ", kMaxPixels, " pixels, e.g. 16384x16384)");
+}
+}  // namespace
+
 Image decode_image(const std::string& path, int channels) {
   KILN_CHECK(channels == 1 || channels == 3, "decode_image: channels must be 1 or 3, got ", channels);
   int w = 0, h = 0, n = 0;
@@ -22,6 +38,7 @@ Image decode_image(const std::string& path, int channels) {
   const std::string bytes = io::read_all(path);  // a regular file only: never blocks on a FIFO
   KILN_CHECK(bytes.size() <= static_cast<std::size_t>(INT_MAX), path, ": ", bytes.size(),
              " bytes is too large for an image");
+  check_dimensions(path, bytes);
   stbi_uc* pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
                                           static_cast<int>(bytes.size()), &w, &h, &n, channels);
   if (!pixels) KILN_FAIL(path, ": cannot decode image: ", stbi_failure_reason());
@@ -75,12 +92,19 @@ void center_crop_resize(const Image& img, int out_h, int out_w, std::uint8_t* ds
   crop_resize(img, (w - cw) / 2, (h - ch) / 2, cw, ch, out_h, out_w, false, dst);
 }
 
+void apply_eval_transform(const Image& img, EvalTransform t, int out_h, int out_w, std::uint8_t* dst) {
+  if (t == EvalTransform::CenterCrop)
+    center_crop_resize(img, out_h, out_w, dst);
+  else
+    crop_resize(img, 0, 0, img.width, img.height, out_h, out_w, false, dst);
+}
+
 Tensor load_image(const std::string& path, int channels, int height, int width) {
   KILN_CHECK(channels == 1 || channels == 3, "load_image: channels must be 1 or 3, got ", channels);
   KILN_CHECK(height > 0 && width > 0, "load_image: bad target size ", height, "x", width);
   const Image img = decode_image(path, channels);
   Tensor t = Tensor::empty({channels, height, width}, DType::UInt8);
-  crop_resize(img, 0, 0, img.width, img.height, height, width, false, t.data<std::uint8_t>());
+  apply_eval_transform(img, EvalTransform::Resize, height, width, t.data<std::uint8_t>());
   return t;
 }
 

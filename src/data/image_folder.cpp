@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "io/json.h"
+#include "io/text.h"
 #include "kiln/error.h"
 #include "kiln/image.h"
 #include "kiln/random.h"
@@ -49,6 +51,15 @@ bool is_image_name(const std::string& n) {
   return false;
 }
 
+// A class is known by its folder's name, which the model file stores as UTF-8 text (JSON) and
+// predict prints: a name in another encoding (Latin-1) is refused here, before any training, rather
+// than when the trained model is saved. Any valid UTF-8 is accepted, a newline too.
+void check_class_name(const std::string& dir, const std::string& name) {
+  KILN_CHECK(io::is_valid_utf8(name), "image folder ", io::printable(dir), ": the name of class folder '",
+             io::printable(name), "' is not valid UTF-8; class names are stored and printed as UTF-8 text, so "
+             "rename the folder (e.g. convmv -f latin1 -t utf8)");
+}
+
 // Uniform [0, 1) numbers for one sample's augmentation, from the loader's per-sample counter.
 struct SampleRng {
   std::uint64_t counter;
@@ -66,19 +77,20 @@ ImageFolder::ImageFolder(const std::string& dir, const ImageFolderOptions& optio
   for (const std::string& name : list_dir(dir)) {
     const std::string cdir = dir + "/" + name;
     if (!is_dir(cdir)) continue;
+    check_class_name(dir, name);
     std::int64_t count = 0;
     for (const std::string& f : list_dir(cdir))
       if (is_image_name(f) && is_file(cdir + "/" + f)) {
         files->emplace_back(cdir + "/" + f, static_cast<std::int32_t>(classes_.size()));
         ++count;
       }
-    KILN_CHECK(count > 0, "image folder ", dir, ": class '", name, "' (", cdir,
+    KILN_CHECK(count > 0, "image folder ", io::printable(dir), ": class '", io::printable(name), "' (", io::printable(cdir),
                ") holds no images (.jpg, .jpeg, .png, .bmp, ...)");
     classes_.push_back(name);
   }
   KILN_CHECK(!classes_.empty(), "image folder ", dir,
              " has no class sub-folders: expected DIR/<class>/<image> (one sub-folder per class)");
-  KILN_CHECK(classes_.size() >= 2, "image folder ", dir, " has only one class ('", classes_[0],
+  KILN_CHECK(classes_.size() >= 2, "image folder ", io::printable(dir), " has only one class ('", io::printable(classes_[0]),
              "'); a classifier needs at least two");
   files_ = files;
   indices_.resize(files->size());
@@ -111,6 +123,8 @@ std::pair<std::shared_ptr<ImageFolder>, std::shared_ptr<ImageFolder>> ImageFolde
           std::make_shared<ImageFolder>(all, std::move(val), val_options)};
 }
 
+std::string ImageFolder::describe() const { return Source::describe() + " in " + io::printable(root_); }
+
 std::int32_t ImageFolder::label(std::int64_t i) const { return (*files_)[static_cast<std::size_t>(indices_[static_cast<std::size_t>(i)])].second; }
 
 const std::string& ImageFolder::path(std::int64_t i) const {
@@ -128,7 +142,7 @@ bool ImageFolder::load(std::int64_t i, std::uint8_t* dst, std::uint64_t rng) con
   const double w = img.width, h = img.height;
   const int S = opt_.size;
   if (!opt_.augment) {
-    center_crop_resize(img, S, S, dst);
+    apply_eval_transform(img, opt_.eval_transform, S, S, dst);
     return true;
   }
   // Random-resized crop (torchvision's defaults: area 8%-100%, aspect ratio 3/4-4/3; 10 tries, then

@@ -7,6 +7,7 @@
 // variable when no batch is ready (the data wait) and never on the device.
 #include "kiln/loader.h"
 
+#include <algorithm>
 #include <chrono>
 #include <atomic>
 #include <condition_variable>
@@ -61,6 +62,8 @@ struct Loader::Impl {
   std::int64_t released = 0;
   double wait_s = 0.0;
   std::atomic<std::int64_t> skipped{0};
+  std::mutex skipped_mutex;
+  std::vector<std::int64_t> skipped_samples;  // source indices, in the order workers met them
   std::uint64_t epoch_seed = 0;
 #if defined(KILN_WITH_CUDA)
   cudaStream_t copy_stream = nullptr;
@@ -139,36 +142,48 @@ struct Loader::Impl {
     }
   }
 
+  // Loads source sample `idx` into row k of the slot; false (and counted) when it cannot be produced.
+  bool load_sample(Slot& s, std::int64_t k, std::int64_t idx, std::int64_t pos) {
+    const std::uint64_t rng = (epoch_seed << 32) ^ static_cast<std::uint64_t>(pos);
+    if (src->load(idx, s.host_images.data<std::uint8_t>() + k * sample_bytes, rng)) {
+      s.host_labels.data<std::int32_t>()[k] = src->label(idx);
+      return true;
+    }
+    skipped.fetch_add(1);
+    std::lock_guard<std::mutex> lock(skipped_mutex);
+    skipped_samples.push_back(idx);
+    return false;
+  }
+
   void fill(Slot& s, std::int64_t batch) {
     profile::Range range("loader batch assembly");
     const std::int64_t first = batch * opt.batch_size;
     const std::int64_t count = std::min(opt.batch_size, n - first);
-    auto* dst = s.host_images.data<std::uint8_t>();
-    auto* dl = s.host_labels.data<std::int32_t>();
+    std::int64_t rows = 0;
     for (std::int64_t k = 0; k < count; ++k) {
       const std::int64_t pos = first + k;
-      // A sample that cannot be produced is replaced by the next ones in the epoch's order.
-      bool ok = false;
-      for (std::int64_t t = 0; t < std::min<std::int64_t>(n, 64) && !ok; ++t) {
-        const std::int64_t idx = order[static_cast<std::size_t>((pos + t) % n)];
-        const std::uint64_t rng = (epoch_seed << 32) ^ static_cast<std::uint64_t>(pos);
-        ok = src->load(idx, dst + k * sample_bytes, rng);
-        if (ok) dl[k] = src->label(idx);
-        else skipped.fetch_add(1);
+      if (opt.unloadable == Unloadable::Drop) {
+        rows += load_sample(s, rows, order[static_cast<std::size_t>(pos)], pos) ? 1 : 0;
+        continue;
       }
+      // Replace: the next samples in the epoch's order are tried in its place.
+      bool ok = false;
+      for (std::int64_t t = 0; t < std::min<std::int64_t>(n, 64) && !ok; ++t)
+        ok = load_sample(s, rows, order[static_cast<std::size_t>((pos + t) % n)], pos);
       KILN_CHECK(ok, "loader: 64 samples in a row could not be loaded (see the skipped-file count); is the data readable?");
+      ++rows;
     }
-    s.count = count;
+    s.count = rows;
 #if defined(KILN_WITH_CUDA)
     if (copy_stream) {
       profile::Range copy_range("loader H2D copy");
       // Do not overwrite the device buffers before the step that read them has finished.
       if (s.consumed_recorded) KILN_CUDA_CHECK(cudaStreamWaitEvent(copy_stream, s.consumed, 0));
       KILN_CUDA_CHECK(cudaMemcpyAsync(s.dev_images.raw_data(), s.host_images.raw_data(),
-                                      static_cast<std::size_t>(count * sample_bytes), cudaMemcpyHostToDevice,
+                                      static_cast<std::size_t>(s.count * sample_bytes), cudaMemcpyHostToDevice,
                                       copy_stream));
       KILN_CUDA_CHECK(cudaMemcpyAsync(s.dev_labels.raw_data(), s.host_labels.raw_data(),
-                                      static_cast<std::size_t>(count) * sizeof(std::int32_t), cudaMemcpyHostToDevice,
+                                      static_cast<std::size_t>(s.count) * sizeof(std::int32_t), cudaMemcpyHostToDevice,
                                       copy_stream));
       KILN_CUDA_CHECK(cudaEventRecord(s.copied, copy_stream));
       s.copy_pending = true;
@@ -258,6 +273,10 @@ void Loader::start_epoch(std::int64_t epoch, std::int64_t first_batch) {
     m.shuffle(epoch);
     m.epoch_seed = m.opt.seed * 1000003ull + static_cast<std::uint64_t>(epoch);
     m.skipped = 0;
+    {
+      std::lock_guard<std::mutex> skipped_lock(m.skipped_mutex);
+      m.skipped_samples.clear();
+    }
     m.stop = false;
     m.next_fill = m.next_consume = m.released = first_batch;
     m.end = m.batches;
@@ -317,5 +336,13 @@ std::int64_t Loader::batches_per_epoch() const { return impl_->batches; }
 std::int64_t Loader::dataset_size() const { return impl_->n; }
 double Loader::wait_seconds() const { return impl_->wait_s; }
 std::int64_t Loader::skipped() const { return impl_->skipped.load(); }
+
+std::vector<std::int64_t> Loader::skipped_samples() const {
+  std::lock_guard<std::mutex> lock(impl_->skipped_mutex);
+  std::vector<std::int64_t> v = impl_->skipped_samples;
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());  // Replace may try a bad sample more than once
+  return v;
+}
 
 }  // namespace kiln::data

@@ -7,6 +7,14 @@
 
 namespace kiln::data {
 
+const char* eval_transform_name(EvalTransform t) { return t == EvalTransform::CenterCrop ? "center-crop" : "resize"; }
+
+EvalTransform parse_eval_transform(const std::string& name, const std::string& what) {
+  if (name == "resize") return EvalTransform::Resize;
+  if (name == "center-crop") return EvalTransform::CenterCrop;
+  KILN_FAIL(what, ": unknown evaluation transform '", name, "' (expected resize or center-crop)");
+}
+
 std::string Source::describe() const {
   const Shape s = sample_shape();
   return detail::str(size(), " images ", s.size() == 3 ? detail::str(s[0], "x", s[1], "x", s[2]) : shape_str(s));

@@ -114,6 +114,7 @@ Architecture alexnet_family(const std::string& name) {
   a.default_input = {3, kAlexNetSize, kAlexNetSize};
   a.default_classes = 1000;
   a.min_image_size = 63;  // conv1 (11x11 stride 4) and three 3x3/2 poolings
+  a.default_eval_transform = data::EvalTransform::CenterCrop;
   a.default_lr = {{"sgd", 0.01f}, {"adam", 1e-3f}};
   a.infers_normalisation = true;
   return a;

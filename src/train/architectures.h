@@ -32,6 +32,10 @@ struct Architecture {
   // Smaller images are refused, with a hint to upscale (--resize) to default_input's size. 0: any.
   std::int64_t min_image_size = 0;
   bool flattens_input = false;  // true: the model takes [N, C*H*W], so prepare_input flattens
+  // The evaluation transform of models whose file does not record one (weights-only files, and
+  // checkpoints written before kiln recorded it): what such a model was most likely trained on,
+  // MNIST digits for an MLP, photos for a CNN.
+  data::EvalTransform default_eval_transform = data::EvalTransform::Resize;
 
   // ---- training defaults
   // The learning rate when none is given, by optimizer family (optim/registry.h): plain SGD needs a

@@ -18,6 +18,11 @@ ModelSpec decode_spec(const Metadata& md, const std::string& path);
 // for an MLP, "features.0.weight" ... for AlexNet): the first registered architecture that recognises them.
 ModelSpec infer_spec(const io::NamedTensors& tensors, const std::string& path);
 
+// class_names' metadata value: a JSON array; decoding also reads the newline-separated names of
+// older checkpoints (a value not starting with '[').
+std::string encode_class_names(const std::vector<std::string>& names);
+std::vector<std::string> decode_class_names(const std::string& value, const std::string& path);
+
 // md[key]; kiln::Error naming `path` and the key when it is missing.
 const std::string& metadata_value(const Metadata& md, const std::string& key, const std::string& path);
 std::string join_ints(const std::vector<std::int64_t>& v, char sep = ',');

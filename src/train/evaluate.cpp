@@ -16,6 +16,7 @@ EvalResult run_eval(nn::Module& model, const ModelSpec& spec, data::Loader& load
   Tensor loss_sum, correct;
   std::int64_t n = 0;
   while (loader.next(b)) {
+    if (b.labels.numel() == 0) continue;  // every sample of the batch failed to load (Unloadable::Drop)
     if (!loss_sum.defined()) {
       loss_sum = Tensor::zeros({}, DType::Float32, b.images.device());
       correct = Tensor::zeros({}, DType::Int64, b.images.device());
@@ -29,6 +30,7 @@ EvalResult run_eval(nn::Module& model, const ModelSpec& spec, data::Loader& load
   model.set_training(was_training);
   EvalResult r;
   r.samples = n;
+  r.skipped = loader.skipped_samples();
   if (n > 0) {
     r.loss = loss_sum.item() / static_cast<double>(n);
     r.accuracy = static_cast<double>(correct.to_vector<std::int64_t>()[0]) / static_cast<double>(n);
@@ -41,6 +43,7 @@ EvalResult evaluate(nn::Module& model, const ModelSpec& spec, std::shared_ptr<co
                     Device device, std::int64_t batch_size, int workers) {
   data::LoaderOptions lo;
   lo.batch_size = batch_size, lo.shuffle = false, lo.workers = workers, lo.device = device;
+  lo.unloadable = data::Unloadable::Drop;  // a file that fails to decode is not evaluated, nor counted
   data::Loader loader(std::move(source), lo);
   return detail::run_eval(model, spec, loader);
 }

@@ -83,17 +83,37 @@ void check_spec_bounds(const ModelSpec& s, const std::string& path) {
 }
 }  // namespace
 
+// A JSON array of strings: a name may hold any character, a newline too.
+std::string encode_class_names(const std::vector<std::string>& names) { return io::to_text(io::Json(names)); }
+
+std::vector<std::string> decode_class_names(const std::string& value, const std::string& path) {
+  if (value.empty() || value[0] != '[') {  // older checkpoints: newline-separated
+    std::vector<std::string> names;
+    std::stringstream ss(value);
+    std::string name;
+    while (std::getline(ss, name, '\n')) names.push_back(name);
+    return names;
+  }
+  const io::Json j = io::parse_strict(value, path, "class_names");
+  KILN_CHECK(j.is_array(), path, ": class_names must be an array of strings, got ", io::kind_name(j));
+  std::vector<std::string> names;
+  for (const io::Json& name : j) {
+    KILN_CHECK(name.is_string(), path, ": class_names must be an array of strings, holds ", io::excerpt(name));
+    names.push_back(name.get<std::string>());
+  }
+  return names;
+}
+
 // The fields every architecture has; each entry adds its own (Architecture::encode_fields).
 void encode_spec(const ModelSpec& spec, Metadata& md) {
   md["arch"] = spec.arch;
   architecture(spec.arch).encode_fields(spec, md);
   md["input"] = join_ints(spec.input);
   md["classes"] = std::to_string(spec.classes);
-  std::string names;
-  for (std::size_t i = 0; i < spec.class_names.size(); ++i) names += (i ? "\n" : "") + spec.class_names[i];
-  md["class_names"] = names;
+  md["class_names"] = encode_class_names(spec.class_names);
   md["mean"] = join_floats(spec.mean);
   md["std"] = join_floats(spec.std);
+  md["eval_transform"] = data::eval_transform_name(spec.eval_transform);
 }
 
 ModelSpec decode_spec(const Metadata& md, const std::string& path) {
@@ -111,12 +131,14 @@ ModelSpec decode_spec(const Metadata& md, const std::string& path) {
   const auto classes = parse_ints(metadata_value(md, "classes", path), path + ": classes");
   KILN_CHECK(classes.size() == 1, path, ": classes must be one number");
   s.classes = classes[0];
-  s.class_names.clear();
-  std::stringstream ss(metadata_value(md, "class_names", path));
-  std::string name;
-  while (std::getline(ss, name, '\n')) s.class_names.push_back(name);
+  s.class_names = decode_class_names(metadata_value(md, "class_names", path), path);
+  KILN_CHECK(s.class_names.empty() || static_cast<std::int64_t>(s.class_names.size()) == s.classes, path, ": ",
+             s.class_names.size(), " class names for ", s.classes, " classes");
   s.mean = parse_floats(metadata_value(md, "mean", path), path + ": mean");
   s.std = parse_floats(metadata_value(md, "std", path), path + ": std");
+  auto transform = md.find("eval_transform");
+  s.eval_transform = transform == md.end() ? arch->default_eval_transform
+                                           : data::parse_eval_transform(transform->second, path + ": eval_transform");
   check_spec_bounds(s, path);
   return s;
 }
@@ -127,6 +149,7 @@ ModelSpec infer_spec(const io::NamedTensors& tensors, const std::string& path) {
   for (const Architecture& a : architectures()) {
     if (std::optional<ModelSpec> s = a.infer(tensors, path)) {
       s->arch = a.name;
+      s->eval_transform = a.default_eval_transform;
       s->class_names.clear();
       for (std::int64_t i = 0; i < s->classes; ++i) s->class_names.push_back(std::to_string(i));
       return *s;

@@ -20,9 +20,10 @@ namespace kiln::train::detail {
 namespace {
 void check_sources(const data::Source* train, const data::Source* test) {
   KILN_CHECK(train && test && train->size() > 0 && test->size() > 0, "the training and test sets must not be empty");
-  KILN_CHECK(train->sample_shape() == test->sample_shape() && train->num_classes() == test->num_classes(),
-             "the training set (", train->describe(), ", ", train->num_classes(), " classes) and the test set (",
-             test->describe(), ", ", test->num_classes(), " classes) do not match");
+  KILN_CHECK(train->sample_shape() == test->sample_shape(), "the training set (", train->describe(),
+             ") and the test set (", test->describe(), ") do not match");
+  data::check_same_classes("the training set (" + train->describe() + ")", train->num_classes(),
+                           train->class_names(), "the test set (" + test->describe() + ")", *test);
 }
 
 // The model the data asks for: its sample shape (or --resize), classes and class names.
@@ -32,6 +33,7 @@ ModelSpec spec_for(const Config& config, const data::Source& train) {
   if (config.resize > 0) spec.input[1] = spec.input[2] = config.resize;
   spec.classes = train.num_classes();
   spec.class_names = train.class_names();
+  spec.eval_transform = train.eval_transform();
   return spec;
 }
 
@@ -191,6 +193,7 @@ void Session::build_loaders() {
   loader = std::make_unique<data::Loader>(train_source, lo);
   data::LoaderOptions to = lo;
   to.shuffle = false;
+  to.unloadable = data::Unloadable::Drop;  // each test image counts once, or not at all
   // Evaluation holds no activations for backward: larger batches, except for the big CNN inputs.
   if (shape_numel(spec.input) <= 64 * 64 * 3) to.batch_size = std::max<std::int64_t>(config.batch_size, 256);
   test_loader = std::make_unique<data::Loader>(test_source, to);
