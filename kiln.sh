@@ -30,7 +30,8 @@ say() { printf '\033[1mkiln:\033[0m %s\n' "$*" >&2; }
 die() { printf 'kiln: error: %s\n' "$*" >&2; exit 1; }
 
 install_deps() {
-  local pkgs=(cmake g++ make libgtest-dev libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libstb-dev)
+  local pkgs=(cmake g++ make libgtest-dev libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libstb-dev
+    python3)  # python3: the tests' image-folder fixtures (tests/cli/image_folder.py, standard library only)
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [[ ${#missing[@]} -eq 0 ]] && return

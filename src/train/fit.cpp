@@ -194,6 +194,8 @@ EpochMetrics EpochLoop::measure(const EpochRun& r, const detail::Tallies& tallie
   m.train_loss = ls / seen;
   m.train_acc = static_cast<double>(tallies.correct()) / seen;
   const EvalResult ev = detail::run_eval(*s_.model, s_.spec, *s_.test_loader);
+  KILN_CHECK(ev.samples > 0, "none of the test set's images could be decoded (", s_.test_source->describe(),
+             "); no accuracy can be measured");
   KILN_CHECK(std::isfinite(ev.loss), "the test loss became ", std::isnan(ev.loss) ? "NaN" : "infinite",
              " after epoch ", m.epoch, ": the weights diverged in its last steps; try a lower --lr. ",
              s_.last_good_checkpoint());

@@ -55,6 +55,9 @@ expect_error "--val-data with other class names" "label 1 is 'dog', not 'bee'" \
 expect_error "eval: 3-class folder, 2-class model" "has 3 classes ('ant', 'bee', 'cat') but the model in $T/cnn" \
   "${EVAL[@]}" --checkpoint "$T/cnn/model.safetensors" --data "$T/abc"
 expect_error "--val-data with another class count" "has 3 classes" "${MLP[@]}" --out "$T/val" --data "$T/ab" --val-data "$T/abc"
+mkdir -p "$T/junkval/ant" "$T/junkval/bee" && echo junk >"$T/junkval/ant/1.png" && echo junk >"$T/junkval/bee/2.png"
+expect_error "--val-data where nothing decodes (not 0% accuracy)" "none of the test set's images could be decoded" \
+  "${MLP[@]}" --out "$T/junkrun" --data "$T/ab" --val-data "$T/junkval"
 
 # A class folder name with a newline keeps every class name in place (stored as a JSON array).
 printf 'a\nb\0c\0d\0' >"$T/names"
