@@ -57,8 +57,6 @@ void add_kernel_flags(CLI::App& cmd, BenchOptions& o) {
 // Decoded images per second of the image-folder pipeline, in total and per worker thread.
 int bench_loader(const BenchOptions& o) {
   const train::Config& c = o.cfg;
-  check_in_range("--batch-size", c.batch_size, 1, train::kMaxBatchSize);
-  check_in_range("--workers", c.workers, 1, 256);
   auto src = std::make_shared<data::ImageFolder>(o.loader_folder, folder_options(3, o.image_size, false, true));
   data::LoaderOptions lo;
   lo.batch_size = c.batch_size, lo.workers = c.workers, lo.device = Device::cpu(), lo.seed = 1;
@@ -81,20 +79,42 @@ int given_or(const CLI::Option* flag, int value, std::int64_t fallback) {
   return flag->count() > 0 ? value : static_cast<int>(fallback);
 }
 
-// train::profile() on random images: warm-up steps, timed steps, the per-layer table.
-int bench_model(BenchOptions& o) {
-  train::Config& c = o.cfg;
+// The random images' shape and classes: the flags when given, else the architecture's defaults.
+struct RandomData {
+  int size, channels, classes;
+};
+
+RandomData random_data(const BenchOptions& o) {
+  const train::Architecture& arch = train::architecture(o.model, "--model");
+  const RandomData d{given_or(o.image_size_flag, o.image_size, arch.default_input[1]),
+                     given_or(o.channels_flag, o.channels, arch.default_input[0]),
+                     given_or(o.classes_flag, o.classes, arch.default_classes)};
+  check_in_range("--image-size", d.size, 1, 8192);
+  check_in_range("--channels", d.channels, 1, 64);
+  check_in_range("--classes", d.classes, 2, 1 << 20);
+  return d;
+}
+
+// The flags of the mode given, alone (Subcommand::check); --kernels checks its own.
+void check_bench_flags(const BenchOptions& o) {
+  const train::Config& c = o.cfg;
+  if (o.kernels) return;
+  if (!o.loader_folder.empty()) {
+    check_in_range("--batch-size", c.batch_size, 1, train::kMaxBatchSize);
+    check_in_range("--workers", c.workers, 1, 256);
+    return;
+  }
   check_in_range("--steps", c.profile_steps, 1, train::kMaxSteps);
   KILN_CHECK(c.profile_warmup_steps >= 1,
              "--warmup must be at least 1 (the first step plans the convolutions and fills the caches), got ",
              c.profile_warmup_steps);
-  const train::Architecture& arch = train::architecture(o.model, "--model");
-  const int size = given_or(o.image_size_flag, o.image_size, arch.default_input[1]);
-  const int channels = given_or(o.channels_flag, o.channels, arch.default_input[0]);
-  const int classes = given_or(o.classes_flag, o.classes, arch.default_classes);
-  check_in_range("--image-size", size, 1, 8192);
-  check_in_range("--channels", channels, 1, 64);
-  check_in_range("--classes", classes, 2, 1 << 20);
+  random_data(o);
+}
+
+// train::profile() on random images: warm-up steps, timed steps, the per-layer table.
+int bench_model(BenchOptions& o) {
+  train::Config& c = o.cfg;
+  const auto [size, channels, classes] = random_data(o);
   c.model.arch = o.model;
   c.model.mean = std::vector<float>(static_cast<std::size_t>(channels), 0.5f);
   c.model.std = std::vector<float>(static_cast<std::size_t>(channels), 0.25f);
@@ -124,7 +144,7 @@ Subcommand add_bench(CLI::App& kiln) {
   CLI::App* cmd = kiln.add_subcommand("bench", "Time training steps on random data and print the per-layer table");
   add_model_flags(*cmd, *o);
   add_kernel_flags(*cmd, *o);
-  return {cmd, [o] { return run_bench(*o); }};
+  return {cmd, [o] { return run_bench(*o); }, [o] { check_bench_flags(*o); }};
 }
 
 }  // namespace kiln::cli

@@ -50,7 +50,6 @@ void report_skipped(const EvalData& d, const std::vector<std::int64_t>& skipped)
 }
 
 int run_eval(EvalOptions& o) {
-  check_in_range("--batch-size", o.batch_size, 1, train::kMaxBatchSize);
   const Device dev = resolve_device(o.device);
   train::LoadedModel loaded = load_model_for(o.checkpoint, dev, o.dataset);
   const train::ModelSpec& spec = loaded.spec;
@@ -83,7 +82,8 @@ Subcommand add_eval(CLI::App& kiln) {
   cmd->add_flag("--strict", o->strict,
                 "imagefolder: a file that fails to decode is an error (default: skipped, counted, named)");
   add_device_flag(*cmd, o->device);
-  return {cmd, [o] { return run_eval(*o); }};
+  return {cmd, [o] { return run_eval(*o); },
+          [o] { check_in_range("--batch-size", o->batch_size, 1, train::kMaxBatchSize); }};
 }
 
 }  // namespace kiln::cli

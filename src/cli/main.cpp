@@ -27,6 +27,7 @@ void check_stdout_written() {
 
 int run_reporting_errors(const kiln::cli::Subcommand& command) {
   try {
+    if (command.check) command.check();
     const int status = command.run();
     check_stdout_written();
     return status;
@@ -52,13 +53,7 @@ std::string subcommand_name(const CLI::App& app) {
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln — train MLPs and CNNs in C++17/CUDA, on a GPU or the CPU"};
-  app.require_subcommand(1);
-  // A flag given twice takes its last value, so `./kiln.sh train mnist --epochs 1` overrides the
-  // script's. Set before the subcommands are added: they copy the defaults when created.
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  const std::vector<kiln::cli::Subcommand> commands = {kiln::cli::add_train(app), kiln::cli::add_bench(app),
-                                                       kiln::cli::add_eval(app), kiln::cli::add_predict(app),
-                                                       kiln::cli::add_info(app)};
+  const std::vector<kiln::cli::Subcommand> commands = kiln::cli::add_subcommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -93,7 +93,6 @@ std::string predict_batch(const PredictOptions& o, const train::LoadedModel& loa
 }
 
 int run_predict(const PredictOptions& o) {
-  require_at_least("--top-k", o.top_k, 1);
   const Device dev = resolve_device(o.device);
   const train::LoadedModel loaded = load_model_for(o.checkpoint, dev, o.stats_dataset);
   // The output is held back until every image has been classified, so that a file that fails to
@@ -119,7 +118,7 @@ Subcommand add_predict(CLI::App& kiln) {
   cmd->add_option("--top-k", o->top_k, "Classes to print per image")->capture_default_str();
   cmd->add_flag("--json", o->as_json, "One JSON object per image with every class probability");
   add_device_flag(*cmd, o->device);
-  return {cmd, [o] { return run_predict(*o); }};
+  return {cmd, [o] { return run_predict(*o); }, [o] { require_at_least("--top-k", o->top_k, 1); }};
 }
 
 }  // namespace kiln::cli

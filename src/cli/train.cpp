@@ -107,12 +107,11 @@ std::vector<std::int64_t> parse_hidden(const std::string& text) {
   return out;
 }
 
-// Everything fit() needs from the flags except the data; validated once, by Config::validate.
-void configure(TrainOptions& o) {
+// The flags alone, no file or device touched: the model, the normalisation of --dataset, the flags
+// of image folders, and Config::validate's bounds. `inherited`: the flags --resume took from the run.
+void apply_flags(TrainOptions& o, const std::set<std::string>& inherited) {
   train::Config& c = o.cfg;
   KILN_CHECK(!c.out_dir.empty(), "--out must name a run folder, got an empty path");
-  const std::set<std::string> inherited =
-      c.resume ? inherit_run_flags(*o.cmd, c, o.model, o.hidden, o.quiet) : std::set<std::string>{};
   c.model.arch = o.model;
   c.model.hidden = parse_hidden(o.hidden);
   dataset_stats(c.dataset, c.model.mean, c.model.std);
@@ -120,8 +119,18 @@ void configure(TrainOptions& o) {
   for (const CLI::Option* flag : o.folder_flags)  // silently ignored, it would mislead
     KILN_CHECK(c.dataset == "imagefolder" || flag->count() == 0, flag->get_name(),
                " applies to --dataset imagefolder only (this run is --dataset ", c.dataset, ")");
+  KILN_CHECK(o.channels == 1 || o.channels == 3, "--channels must be 1 or 3, got ", o.channels);
+  check_in_range("--image-size", o.image_size, 8, 4096);  // data::ImageFolder's bounds, named by flag
   if (o.lr->count() == 0 && inherited.count("--lr") == 0) c.lr = train::default_lr(o.model, c.optimizer);
   c.validate();
+}
+
+// Everything fit() needs from the flags except the data; --resume first takes the run's own values.
+void configure(TrainOptions& o) {
+  train::Config& c = o.cfg;
+  const std::set<std::string> inherited =
+      c.resume ? inherit_run_flags(*o.cmd, c, o.model, o.hidden, o.quiet) : std::set<std::string>{};
+  apply_flags(o, inherited);
   c.device = resolve_device(o.device);
   if (o.data_dir.empty()) o.data_dir = default_data_dir(c.dataset);
 }
@@ -129,7 +138,6 @@ void configure(TrainOptions& o) {
 // DIR/<class>/<image> files, augmented for training; validation from --val-data or a seeded 10% hold-out.
 Sources image_folder_sources(TrainOptions& o) {
   train::Config& c = o.cfg;
-  KILN_CHECK(o.channels == 1 || o.channels == 3, "--channels must be 1 or 3, got ", o.channels);
   if (o.workers->count() == 0)
     c.workers = static_cast<int>(std::clamp(static_cast<int>(std::thread::hardware_concurrency()) - 1, 2, 16));
   if (o.channels == 1) c.model.mean = {0.449f}, c.model.std = {0.226f};
@@ -171,7 +179,13 @@ Subcommand add_train(CLI::App& kiln) {
   add_data_flags(*cmd, *o);
   add_optimisation_flags(*cmd, *o);
   add_run_flags(*cmd, *o);
-  return {cmd, [o] { return run_train(*o); }};
+  // The check works on a copy, and not under --resume: the run's own flags (its --dataset, say)
+  // come first there, which needs the run folder; run_train applies them and checks then.
+  return {cmd, [o] { return run_train(*o); }, [o] {
+            if (o->cfg.resume) return;
+            TrainOptions copy = *o;
+            apply_flags(copy, {});
+          }};
 }
 
 }  // namespace kiln::cli

@@ -8,9 +8,7 @@
 
 #include "io/files.h"
 
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_FAILURE_USERMSG
-#include <stb/stb_image.h>
+#include <stb/stb_image.h>  // the implementation: src/data/stb_image.cpp
 
 namespace kiln::data {
 
